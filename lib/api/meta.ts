@@ -91,3 +91,32 @@ export function parseDurationMs(s: string): number {
   if (consumed !== s.length || s.length === 0 || !Number.isFinite(total)) throw new Error(`invalid duration "${s}"`);
   return total;
 }
+
+/**
+ * Error text for a field that is missing or of the wrong type. zod's defaults ("Invalid input:
+ * expected string, received undefined") are written for programmers; operators read these.
+ */
+export function expected(what: string): { error: (iss: z.core.$ZodRawIssue) => string | undefined } {
+  return {
+    error: (iss) => (iss.input === undefined ? 'required' : iss.code === 'invalid_type' ? `must be ${what}` : undefined),
+  };
+}
+
+/**
+ * An enum whose error lists the accepted values. `refused` names values that upstream APIs define
+ * but this mesh does not implement, so the operator learns why rather than seeing a typo-style error.
+ */
+export function oneOf<const T extends readonly [string, ...string[]]>(values: T, refused: Record<string, string> = {}) {
+  return z.enum(values, {
+    error: (iss) => {
+      if (iss.input === undefined) return 'required';
+      if (typeof iss.input === 'string' && Object.hasOwn(refused, iss.input)) return refused[iss.input];
+      return `must be one of ${values.join(', ')}`;
+    },
+  });
+}
+
+/** A field that upstream APIs define and this mesh deliberately does not implement: any value is an error saying why. */
+export function refused(message: string) {
+  return z.never({ error: message }).optional();
+}
