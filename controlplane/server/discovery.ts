@@ -43,7 +43,8 @@ class Subscription {
     for (const [k, v] of Object.entries(initial)) this.acked.set(k, v);
   }
 
-  push(changedAt: number): void {
+  /** `force`: answer even when nothing differs, so a (re)connecting subscriber learns it is current. */
+  push(changedAt: number, force = false): void {
     if (this.inflight) {
       this.dirty = true;
       return;
@@ -64,7 +65,7 @@ class Subscription {
         sent.set(name, null);
       }
     }
-    if (sent.size === 0) return;
+    if (sent.size === 0 && !force) return;
     const nonce = `${this.label}-${++this.seq}`;
     this.inflight = { nonce, sent, changedAt };
     this.server.metrics.pushes.inc({ type: this.sub.type });
@@ -159,7 +160,7 @@ export class DiscoveryServer {
     this.subs.add(s);
     this.metrics.subscribers.inc({ type: sub.type });
     this.log.info({ subscriber: label, known: Object.keys(initial).length }, 'subscriber connected');
-    s.push(Date.now());
+    s.push(Date.now(), true);
     let closed = false;
     return {
       state: s,

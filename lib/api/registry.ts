@@ -42,7 +42,7 @@ export type ValidationResult = { ok: true; resource: Resource } | { ok: false; e
 const envelope = z.strictObject({
   apiVersion: z.string({ error: 'required' }),
   kind: z.string({ error: 'required' }),
-  metadata: z.unknown(),
+  metadata: z.unknown().optional(),
   spec: z.unknown().optional(),
   // Status belongs to the server; it is accepted so `get -o yaml | apply` round-trips, then dropped.
   status: z.unknown().optional(),

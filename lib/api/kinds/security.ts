@@ -347,10 +347,6 @@ function targetSummary(spec: Targeted): string {
   return refs.length > 0 ? refs.map((t) => `${t.kind}/${t.name}`).join(',') : '<namespace>';
 }
 
-const L7_SOURCE_FIELDS = ['requestPrincipals', 'notRequestPrincipals'] as const;
-const L7_OPERATION_FIELDS = ['hosts', 'notHosts', 'methods', 'notMethods', 'paths', 'notPaths'] as const;
-const L4_WHEN_KEYS = new Set(['source.ip', 'remote.ip', 'source.namespace', 'source.principal', 'destination.ip', 'destination.port']);
-
 export const authorizationPolicyKind: KindDef = {
   kind: 'AuthorizationPolicy',
   apiVersions: API_VERSIONS,
@@ -361,25 +357,10 @@ export const authorizationPolicyKind: KindDef = {
   check(r, add) {
     const spec = r.spec as AuthorizationPolicySpec;
     checkTargets(r, spec, add);
-    if (spec.targetRef || spec.targetRefs) return;
-    // Without targetRefs the policy is enforced by ztunnel, which sees connections, not HTTP
-    // requests; accepting an HTTP attribute there would silently never match.
-    const l7 = 'is an HTTP attribute that ztunnel cannot enforce: attach the policy to a waypoint with targetRefs instead';
-    (spec.rules ?? []).forEach((rl, i) => {
-      (rl.from ?? []).forEach((f, j) => {
-        for (const field of L7_SOURCE_FIELDS) {
-          if (f.source[field]) add(`spec.rules[${i}].from[${j}].source.${field}`, l7);
-        }
-      });
-      (rl.to ?? []).forEach((t, j) => {
-        for (const field of L7_OPERATION_FIELDS) {
-          if (t.operation[field]) add(`spec.rules[${i}].to[${j}].operation.${field}`, l7);
-        }
-      });
-      (rl.when ?? []).forEach((c, j) => {
-        if (!L4_WHEN_KEYS.has(c.key)) add(`spec.rules[${i}].when[${j}].key`, `${c.key} ${l7}`);
-      });
-    });
+    // Without targetRefs ztunnel enforces the policy and cannot see HTTP attributes. As in
+    // Istio ambient the policy is accepted and fails closed at translation (an ALLOW rule
+    // needing them never matches; a DENY rule applies on its L4 conditions alone), so
+    // existing manifests apply unchanged and never open more than they say.
   },
   wide: (r) => {
     const spec = r.spec as AuthorizationPolicySpec;
