@@ -47,7 +47,14 @@ function entry(prev: Map<string, Entry> | undefined, name: string, type: string,
   const key = JSON.stringify(view);
   const old = prev?.get(name);
   if (old && old.key === key && old.type === type) return old;
-  const body = encodeBody(type, encode());
+  let body: Uint8Array;
+  try {
+    body = encodeBody(type, encode());
+  } catch (err) {
+    // Input is validated before it is stored, so this is a bug; the last good encoding keeps serving.
+    if (old) return old;
+    throw new Error(`cannot translate ${name}: ${(err as Error).message}`);
+  }
   const version = createHash('sha256').update(type).update(body).digest('hex').slice(0, 16);
   return { name, type, version, body, key };
 }
@@ -185,7 +192,14 @@ export function translate(model: Model, opts: TranslateOptions, previous?: MeshS
     const hasSelector = !!s.selector?.matchLabels && Object.keys(s.selector.matchLabels).length > 0;
     const scope = hasSelector ? Scope.WORKLOAD_SELECTOR : ns === opts.rootNamespace ? Scope.GLOBAL : Scope.NAMESPACE;
     const name = `${ns}/${ap.metadata.name}`;
-    const msg = compileL4Policy(ap.metadata.name, ns, scope, s);
+    let msg: AuthorizationMsg;
+    try {
+      msg = compileL4Policy(ap.metadata.name, ns, scope, s);
+    } catch (err) {
+      // A policy that cannot be compiled is enforced as its strictest reading: ALLOW nothing, or DENY everything.
+      const action = s.action === 'DENY' ? Action.DENY : s.action === 'AUDIT' ? Action.AUDIT : Action.ALLOW;
+      msg = { name: ap.metadata.name, namespace: ns, scope, action, rules: action === Action.DENY ? [{ clauses: [] }] : [], warnings: [`could not compile (${(err as Error).message}); enforced fail-closed`] };
+    }
     const e = entry(previous?.authorizations, `authz/${name}`, TYPE_AUTHORIZATION, { msg: viewOf(msg) }, () => msg);
     authorizations.set(`authz/${name}`, { ...e, scope, namespace: ns });
     if (hasSelector) {

@@ -138,3 +138,15 @@ export async function waitFor<T>(what: string, fn: () => T | undefined | false |
     await new Promise((r) => setTimeout(r, 20));
   }
 }
+
+/** Sum of a Prometheus counter/gauge across its series, read from the control plane's /metrics. */
+export async function metric(port: number, name: string, labelFragment = ''): Promise<number> {
+  const text = await (await fetch(`http://127.0.0.1:${port}/metrics`)).text();
+  let total = 0;
+  for (const line of text.split('\n')) {
+    if (line.startsWith('#') || !line.includes(labelFragment)) continue;
+    const series = line.split(/[{ ]/)[0];
+    if (series === name) total += Number(line.split(' ').pop());
+  }
+  return total;
+}

@@ -3,14 +3,8 @@ import assert from 'node:assert/strict';
 import { XdsClient, DeltaUpdate } from '../../lib/xds/client';
 import { TYPE_WORKLOAD, WorkloadMsg } from '../../lib/api/workload-types';
 import { bytesToIp } from '../../lib/util/ip';
-import { ns, service, startControlPlane, waitFor, workload, joinNode } from '../helpers/controlplane';
+import { ns, service, startControlPlane, waitFor, workload, joinNode, metric } from '../helpers/controlplane';
 
-async function metric(port: number, name: string): Promise<number> {
-  const text = await (await fetch(`http://127.0.0.1:${port}/metrics`)).text();
-  let total = 0;
-  for (const line of text.split('\n')) if (line.startsWith(name) && !line.startsWith('#')) total += Number(line.split(' ').pop());
-  return total;
-}
 
 function recorder() {
   const updates: DeltaUpdate[] = [];

@@ -8,7 +8,7 @@ import { dialFor } from '../../lib/api/client-config';
 import { ApiError } from '../../lib/api/errors';
 import { createCsr, generateKeyPair, privateKeyToPem, x509 } from '../../lib/identity/pki';
 import { CertificateAuthority } from '../../controlplane/ca/ca';
-import { joinNode, ns, startControlPlane, tmpDir, workload } from '../helpers/controlplane';
+import { joinNode, ns, startControlPlane, tmpDir, workload, metric } from '../helpers/controlplane';
 
 async function refused(p: Promise<unknown>, code: ApiError['code'], msg?: RegExp): Promise<ApiError> {
   try {
@@ -22,12 +22,6 @@ async function refused(p: Promise<unknown>, code: ApiError['code'], msg?: RegExp
   assert.fail(`expected ${code}, but the call succeeded`);
 }
 
-async function metric(port: number, name: string, label = ''): Promise<number> {
-  const text = await (await fetch(`http://127.0.0.1:${port}/metrics`)).text();
-  let total = 0;
-  for (const line of text.split('\n')) if (line.startsWith(name) && line.includes(label)) total += Number(line.split(' ').pop());
-  return total;
-}
 
 function uris(pem: string): string[] {
   const c = new x509.X509Certificate(pem);
