@@ -16,7 +16,7 @@ import { AmbitClient } from '../lib/api/client';
 import { CONTROLPLANE_SERVER_NAME, dialFor, dialFromConfig, loadClientConfig } from '../lib/api/client-config';
 import { createCsr, generateKeyPair, privateKeyToPem, splitPemChain } from '../lib/identity/pki';
 import { nodeId, workloadId } from '../lib/identity/spiffe';
-import { cleanup, machine, metric, onCleanup, parseFlags, percentile, pool, procSample, round, runBench, scrape, spawnControlPlane, table, tmpDir } from './common';
+import { cleanup, Interference, loadAverage, machine, metric, onCleanup, parseFlags, percentile, pool, procSample, round, runBench, scrape, spawnControlPlane, table, tmpDir } from './common';
 
 const USAGE = `ca-sign: certificate signing throughput of the control plane's CA
 
@@ -54,6 +54,12 @@ const NS = 'bench';
 const SA = 'sa-bench';
 
 interface Run {
+  /** Average cores used by other processes on the machine (and hypervisor steal) during the run. */
+  otherProcessesCores?: number;
+  stealCores?: number;
+  /** Average cores used during the measured window by this process (all its threads), and by the control plane child. */
+  benchProcessCores?: number;
+  controlPlaneCores?: number;
   signatures: number;
   seconds: number;
   perSecond: number;
@@ -63,7 +69,11 @@ interface Run {
 }
 
 /** Keeps `concurrency` requests in flight for `seconds` (after `warmup` seconds not counted), then drains. */
-async function sustain(seconds: number, warmup: number, concurrency: number, task: (i: number) => Promise<unknown>): Promise<Run> {
+async function sustain(seconds: number, warmup: number, concurrency: number, task: (i: number) => Promise<unknown>, watchPids: number[] = []): Promise<Run> {
+  let interference: Interference | undefined;
+  let cpu0: NodeJS.CpuUsage | undefined;
+  let child0 = 0;
+  const childCpu = () => watchPids.reduce((n, pid) => n + procSample(pid).cpuSeconds, 0);
   let i = 0;
   let measuring = false;
   let stopAt = Infinity;
@@ -92,6 +102,9 @@ async function sustain(seconds: number, warmup: number, concurrency: number, tas
   const warm = new Promise<void>((resolve) =>
     setTimeout(() => {
       measuring = true;
+      interference = new Interference(watchPids).start();
+      cpu0 = process.cpuUsage();
+      child0 = childCpu();
       t0 = performance.now();
       stopAt = t0 + seconds * 1000;
       resolve();
@@ -101,7 +114,14 @@ async function sustain(seconds: number, warmup: number, concurrency: number, tas
   // Requests started during the warm-up and finishing after it are not counted; those
   // started in the window are, so the window closes when the last of them finishes.
   const elapsed = (performance.now() - t0) / 1000;
+  const others = interference!.stop();
+  const own = process.cpuUsage(cpu0);
+  const childUsed = childCpu() - child0;
   return {
+    benchProcessCores: round((own.user + own.system) / 1e6 / elapsed, 2),
+    controlPlaneCores: watchPids.length > 0 ? round(childUsed / elapsed, 2) : undefined,
+    otherProcessesCores: others.otherCores,
+    stealCores: others.stealCores,
     signatures: count,
     seconds: round(elapsed, 2),
     perSecond: Math.round(count / elapsed),
@@ -137,17 +157,14 @@ async function main(): Promise<void> {
 
   const ca = await CertificateAuthority.load({ dataDir: path.join(tmp, 'local'), trustDomain: F.trustDomain });
   const results: Record<string, Run & { what: string }> = {};
-  const cpu = () => process.cpuUsage();
-  const cpuS = (u: NodeJS.CpuUsage) => round((u.user + u.system) / 1e6, 2);
 
   // ---- 1. One thread: CertificateAuthority.signCsr in this process's main thread
   if (!skip.has('main')) {
     verifyIssued((await ca.signCsr(csrs[0], uri, TTL_MS)).certChainPem, ca.rootPem, uri);
     for (const c of [1, F.concurrency]) {
-      const before = cpu();
       const r = await sustain(F.seconds, F.warmup, c, (i) => ca.signCsr(csrs[i % csrs.length], uri, TTL_MS));
       const key = c === 1 ? 'mainThreadSequential' : 'mainThreadConcurrent';
-      results[key] = { what: `CertificateAuthority.signCsr on the main thread, ${c} in flight (process CPU ${cpuS(process.cpuUsage(before))} s)`, ...r };
+      results[key] = { what: `CertificateAuthority.signCsr on the main thread, ${c} in flight`, ...r };
       log(`${key}: ${r.perSecond}/s (${r.signatures} in ${r.seconds} s, ${c} in flight)`);
     }
   }
@@ -159,9 +176,8 @@ async function main(): Promise<void> {
     const signer = new SignerPool(ca, n);
     try {
       verifyIssued((await signer.signCsr(csrs[0], uri, TTL_MS)).certChainPem, ca.rootPem, uri);
-      const before = cpu();
       const r = await sustain(F.seconds, F.warmup, F.concurrency, (i) => signer.signCsr(csrs[i % csrs.length], uri, TTL_MS));
-      results[key] = { what: `SignerPool, ${n} worker thread(s), ${F.concurrency} in flight (process CPU ${cpuS(process.cpuUsage(before))} s)`, ...r };
+      results[key] = { what: `SignerPool, ${n} worker thread(s), ${F.concurrency} in flight`, ...r };
       log(`${key}: ${r.perSecond}/s (${r.signatures} in ${r.seconds} s, ${n} threads, ${F.concurrency} in flight)`);
     } finally {
       await signer.close();
@@ -209,33 +225,25 @@ async function main(): Promise<void> {
     for (const c of nodeClients) verifyIssued((await c.createCertificate(csrs[0], NS, SA)).certChain, cfg.certificateAuthority, uri);
 
     const m0 = await scrape(cp.metricsPort);
-    const p0 = procSample(cp.pid);
-    const before = cpu();
-    const r = await sustain(F.seconds, F.warmup, F.concurrency, (i) => nodeClients[i % nodeClients.length].createCertificate(csrs[i % csrs.length], NS, SA));
-    const p1 = procSample(cp.pid);
-    const benchCpu = cpuS(process.cpuUsage(before));
+    const r = await sustain(F.seconds, F.warmup, F.concurrency, (i) => nodeClients[i % nodeClients.length].createCertificate(csrs[i % csrs.length], NS, SA), [cp.pid]);
     const m1 = await scrape(cp.metricsPort);
     const signed = metric(m1, 'ambit_ca_csr_signed_total', { kind: 'workload' }) - metric(m0, 'ambit_ca_csr_signed_total', { kind: 'workload' });
-    const wall = (r.seconds + F.warmup);
     results.grpcEndToEnd = { what: `CreateCertificate over gRPC/mTLS from ${F.nodes} node credential(s), ${F.concurrency} in flight, control plane in a child process${F.backgroundWorkloads ? `, ${F.backgroundWorkloads} other workloads registered` : ''}`, ...r };
     e2e = {
       nodes: F.nodes,
       backgroundWorkloads: F.backgroundWorkloads,
-      controlPlaneSignedDuringRun: signed,
-      controlPlaneCpuSeconds: round(p1.cpuSeconds - p0.cpuSeconds, 2),
-      controlPlaneCoresBusy: round((p1.cpuSeconds - p0.cpuSeconds) / wall, 2),
-      controlPlaneRssMiB: round(p1.rssBytes / 1024 ** 2, 1),
-      benchProcessCpuSeconds: benchCpu,
-      benchProcessCoresBusy: round(benchCpu / wall, 2),
+      /** Signed by the control plane (its own counter) during warm-up and measured window together. */
+      controlPlaneSignedIncludingWarmup: signed,
+      controlPlaneRssMiB: round(procSample(cp.pid).rssBytes / 1024 ** 2, 1),
     };
-    log(`grpcEndToEnd: ${r.perSecond}/s (${r.signatures} in ${r.seconds} s, ${F.concurrency} in flight; control plane used ${e2e.controlPlaneCoresBusy} cores, this process ${e2e.benchProcessCoresBusy})`);
+    log(`grpcEndToEnd: ${r.perSecond}/s (${r.signatures} in ${r.seconds} s, ${F.concurrency} in flight; control plane used ${r.controlPlaneCores} cores, this process ${r.benchProcessCores})`);
     await cp.stop();
   }
 
   const summary = {
     benchmark: 'ca-sign',
     date: new Date().toISOString(),
-    machine: machine(),
+    machine: { ...machine(), loadAverageAtStart: LOAD_AT_START },
     setup: { seconds: F.seconds, warmupSeconds: F.warmup, concurrency: F.concurrency, signerThreads: threads, distinctCsrs: F.csrs, key: 'ECDSA P-256 CA and leaf keys', uri },
     results,
     endToEnd: e2e,
@@ -245,7 +253,7 @@ async function main(): Promise<void> {
   if (F.json) require('node:fs').writeFileSync(F.json, `${JSON.stringify(summary, null, 2)}\n`);
   process.stdout.write(`
 CA signing throughput (${machine().cpus} cores, ${F.concurrency} requests in flight, ${F.seconds} s per scenario after ${F.warmup} s warm-up)
-${table(Object.entries(results).map(([k, r]) => [k, `${String(r.perSecond).padStart(5)}/s   p50 ${r.latencyMs.p50} ms, p99 ${r.latencyMs.p99} ms${r.errors ? `, ${r.errors} errors (${r.firstError})` : ''}   ${r.what}`]))}
+${table(Object.entries(results).map(([k, r]) => [k, `${String(r.perSecond).padStart(5)}/s   p50 ${r.latencyMs.p50} ms, p99 ${r.latencyMs.p99} ms${r.errors ? `, ${r.errors} errors (${r.firstError})` : ''}; cores: bench ${r.benchProcessCores}${r.controlPlaneCores !== undefined ? `, control plane ${r.controlPlaneCores}` : ''}, others ${r.otherProcessesCores}   ${r.what}`]))}
 ${table([
   ['target', `>= 400/s using both cores: SignerPool ${results.signerPool ? (results.signerPool.perSecond >= 400 ? 'met' : 'MISSED') : 'not run'}, end to end ${results.grpcEndToEnd ? (results.grpcEndToEnd.perSecond >= 400 ? 'met' : 'MISSED') : 'not run'}`],
 ])}
@@ -254,4 +262,5 @@ ${table([
   await cleanup();
 }
 
+const LOAD_AT_START = loadAverage();
 runBench('ca-sign', flags.timeout * 1000, main);

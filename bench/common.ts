@@ -198,6 +198,52 @@ export function procSample(pid: number): ProcSample {
   return { cpuSeconds: (utime + stime) / CLOCK_TICKS, rssBytes: kb('VmRSS'), hwmBytes: kb('VmHWM') };
 }
 
+/** Whole-machine CPU counters from /proc/stat, seconds summed over all cores. */
+export interface MachineCpu {
+  busy: number;
+  steal: number;
+}
+
+export function machineCpu(): MachineCpu {
+  const f = fs.readFileSync('/proc/stat', 'utf8').split('\n')[0].trim().split(/\s+/).slice(1).map(Number);
+  const [user, nice, system, , , irq, softirq, steal] = f;
+  return { busy: (user + nice + system + irq + softirq) / CLOCK_TICKS, steal: (steal ?? 0) / CLOCK_TICKS };
+}
+
+/**
+ * Watches a measured window for CPU used by processes other than the ones measured (other
+ * work on a shared machine skews every figure): start() before, stop() after.
+ */
+export class Interference {
+  private m0?: MachineCpu;
+  private ours0 = 0;
+  private t0 = 0;
+  constructor(private readonly pids: number[]) {}
+
+  private ours(): number {
+    return [process.pid, ...this.pids].reduce((n, pid) => n + procSample(pid).cpuSeconds, 0);
+  }
+
+  start(): this {
+    this.m0 = machineCpu();
+    this.ours0 = this.ours();
+    this.t0 = Date.now();
+    return this;
+  }
+
+  /** Cores used on average by other processes, and lost to the hypervisor, during the window. */
+  stop(): { otherCores: number; stealCores: number } {
+    const m1 = machineCpu();
+    const wall = Math.max(0.001, (Date.now() - this.t0) / 1000);
+    const other = m1.busy - this.m0!.busy - (this.ours() - this.ours0);
+    return { otherCores: round(Math.max(0, other) / wall, 2), stealCores: round((m1.steal - this.m0!.steal) / wall, 2) };
+  }
+}
+
+export function loadAverage(): number[] {
+  return os.loadavg().map((x) => round(x, 2));
+}
+
 // ---------------------------------------------------------------------------------------
 // Prometheus text scraping (loopback only).
 

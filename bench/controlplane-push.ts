@@ -13,7 +13,7 @@ import { TYPE_WORKLOAD, WorkloadMsg } from '../lib/api/workload-types';
 import { PROTO_DIR } from '../lib/xds/codec';
 import { DeltaUpdate, XdsClient } from '../lib/xds/client';
 import {
-  cleanup, histogram, machine, metric, mib, onCleanup, parseFlags, percentile, procSample, ProcSample, round, runBench, scrape, sleep,
+  cleanup, histogram, Interference, loadAverage, machine, metric, mib, onCleanup, parseFlags, percentile, procSample, ProcSample, round, runBench, scrape, sleep,
   spawnControlPlane, table, tmpDir,
 } from './common';
 
@@ -249,11 +249,13 @@ async function main(): Promise<void> {
   const subs = Array.from({ length: F.subscribers }, (_, i) => new Sub(`node-${i}`, clients[i % channels], () => syncStart, () => ++initialised === F.subscribers && allInitial()));
   onCleanup(() => subs.forEach((s) => s.stop()));
   const beforeSync = procSample(cp.pid);
+  const syncInterference = new Interference([cp.pid]).start();
   const benchCpuBeforeSync = process.cpuUsage();
   syncStart = performance.now();
   for (const s of subs) s.start();
   await withTimeout(initialDone, 300_000, () => `initial sync: ${initialised}/${F.subscribers} subscribers got their state; errors: ${subs.flatMap((s) => s.errors).slice(0, 3).join('; ')}`);
   const syncMs = performance.now() - syncStart;
+  const syncOthers = syncInterference.stop();
   const afterSync = procSample(cp.pid);
   const benchSyncCpu = cpuSeconds(process.cpuUsage(benchCpuBeforeSync));
   const expectedInitial = F.workloads + F.services;
@@ -267,6 +269,7 @@ async function main(): Promise<void> {
   const roundsStart = procSample(cp.pid);
   const benchCpuBeforeRounds = process.cpuUsage();
   const roundsWallStart = performance.now();
+  const roundsInterference = new Interference([cp.pid]).start();
   const rounds: Array<{ round: number; change: string; resource: string; applyMs: number; fanoutMs: number; cpSeconds: number; records: RoundRecord[] }> = [];
   for (let r = 0; r < F.rounds; r++) {
     let doc: ReturnType<typeof workloadDoc>;
@@ -307,6 +310,7 @@ async function main(): Promise<void> {
   }
   const roundsWallS = (performance.now() - roundsWallStart) / 1000;
   const roundsEnd = procSample(cp.pid);
+  const roundsOthers = roundsInterference.stop();
   const benchRoundsCpu = cpuSeconds(process.cpuUsage(benchCpuBeforeRounds));
   const metricsAfter = await scrape(cp.metricsPort);
   for (const s of subs) s.stop();
@@ -331,7 +335,12 @@ async function main(): Promise<void> {
   const summary = {
     benchmark: 'controlplane-push',
     date: new Date().toISOString(),
-    machine: machine(),
+    machine: { ...machine(), loadAverageAtStart: LOAD_AT_START },
+    otherProcessesCores: {
+      note: 'average cores used by processes other than the bench and its control plane (plus hypervisor steal) during each window: other work on the machine skews the figures',
+      initialSync: syncOthers,
+      rounds: roundsOthers,
+    },
     setup: {
       namespaces: F.namespaces, services: F.services, workloads: F.workloads, nodes: F.nodes, subscribers: F.subscribers,
       grpcChannels: channels, applyBatch: F.batch, applyCalls, pushDebounce: F.debounce, rounds: F.rounds,
@@ -397,6 +406,7 @@ ${table([
   ['apply call p50', `${summary.fanout.applyMs.p50} ms`],
   ['incremental update', `${summary.incrementalUpdate.resourcesPerUpdate.join('/')} resource(s), ${summary.incrementalUpdate.removedPerUpdate.join('/')} removed, body ${summary.incrementalUpdate.bodyBytes.min}-${summary.incrementalUpdate.bodyBytes.max} B, message ${summary.incrementalUpdate.messageBytes.min}-${summary.incrementalUpdate.messageBytes.max} B: ${summary.incrementalUpdate.allJustTheChangedResource ? 'only the changed resource' : 'NOT ONLY THE CHANGE'}`],
   ['control plane CPU in rounds', `${summary.controlPlane.cpuSecondsDuringRounds} s over ${summary.controlPlane.roundsWallSeconds} s wall (${summary.controlPlane.cpuSecondsPerRound} s/round; translate avg ${summary.controlPlane.translateMsAvg} ms x ${translates})`],
+  ['other processes on the machine', `${roundsOthers.otherCores} cores during the rounds, ${syncOthers.otherCores} during the sync (steal ${roundsOthers.stealCores}/${syncOthers.stealCores}); load average at start ${LOAD_AT_START.join(' ')}`],
   ['control plane RSS', `${summary.controlPlane.rssMiB.afterLoad} MiB after load, ${summary.controlPlane.rssMiB.afterInitialSync} after sync, ${summary.controlPlane.rssMiB.afterRounds} after rounds, peak ${summary.controlPlane.rssMiB.peak}`],
 ])}
 `);
@@ -447,4 +457,5 @@ async function withTimeout<T>(p: Promise<T>, ms: number, what: () => string): Pr
   }
 }
 
+const LOAD_AT_START = loadAverage();
 runBench('controlplane-push', flags.timeout * 1000, main);

@@ -260,15 +260,74 @@ export function buildProgram(out: (s: string) => void = (s) => process.stdout.wr
         throw new CliError(`error: the control plane could not start: ${(err as Error).message}`);
       }
       process.stderr.write(`control plane ready: gRPC on port ${cp.grpcPort}, metrics on ${cp.monitoringPort}\nadmin credential: ${cp.adminConfigPath} (export AMBIT_CONFIG=${cp.adminConfigPath})\n`);
-      await new Promise<void>((resolve) => {
-        const stop = () => resolve();
-        process.once('SIGTERM', stop);
-        process.once('SIGINT', stop);
-      });
+      await waitForSignal();
       await cp.stop();
     });
 
+  program
+    .command('ztunnel')
+    .description('run the node proxy: per enrolled pod, listeners inside its netns (15001 outbound, 15006 inbound plaintext, 15008 HBONE, 15053 DNS); admin on 127.0.0.1:15000, metrics on :15020')
+    .requiredOption('--node <name>', 'this host\'s node name (env NODE_NAME)', process.env.NODE_NAME)
+    .option('--credential <file>', 'node credential written by the cni agent', '/var/lib/ambit-node/node.yaml')
+    .option('--agent-socket <path>', 'unix socket of the node agent', '/var/run/ambit/ztunnel.sock')
+    .option('--admin-addr <host:port>', 'admin endpoint (config_dump, readiness)', '127.0.0.1:15000')
+    .option('--metrics-addr <host:port>', 'Prometheus metrics', '0.0.0.0:15020')
+    .option('--trust-domain <td>', 'SPIFFE trust domain', 'cluster.local')
+    .option('--dns-upstream <ip:port>', 'resolver for names outside the mesh (default: none, answer NXDOMAIN)')
+    .option('--drain <duration>', 'grace period for connections on SIGTERM', duration, 5000)
+    .option('--log-level <level>', 'trace, debug, info, warn, error', process.env.AMBIT_LOG_LEVEL ?? 'info')
+    .action(async (o: { node: string; credential: string; agentSocket: string; adminAddr: string; metricsAddr: string; trustDomain: string; dnsUpstream?: string; drain: number; logLevel: string }) => {
+      const { Ztunnel } = await import('../ztunnel/app');
+      const { createLogger } = await import('../lib/telemetry/log');
+      const z = new Ztunnel({
+        node: o.node, credentialFile: o.credential, agentSocket: o.agentSocket, adminAddress: o.adminAddr, metricsAddress: o.metricsAddr,
+        trustDomain: o.trustDomain, dnsUpstream: o.dnsUpstream, drainMs: o.drain, logger: createLogger('ztunnel', o.logLevel).child({ node: o.node }),
+      });
+      try {
+        await z.start();
+      } catch (err) {
+        await z.stop().catch(() => undefined);
+        throw new CliError(`error: ztunnel could not start: ${(err as Error).message}`);
+      }
+      await waitForSignal();
+      await z.stop();
+    });
+
+  program
+    .command('cni-agent')
+    .description('run the node agent: enrols pods the CNI plugin hands over (redirect rules, workload registration, handoff to the ztunnel)')
+    .requiredOption('--node <name>', 'this host\'s node name (env NODE_NAME)', process.env.NODE_NAME)
+    .option('--state-dir <dir>', 'node credential and pod records', '/var/lib/ambit-node')
+    .option('--cni-socket <path>', 'unix socket the ambit-cni plugin calls', '/var/run/ambit/cni.sock')
+    .option('--ztunnel-socket <path>', 'unix socket the ztunnel connects to', '/var/run/ambit/ztunnel.sock')
+    .option('--trust-domain <td>', 'SPIFFE trust domain', 'cluster.local')
+    .option('--server <host:port>', 'control plane address (first start only)')
+    .option('--ca-cert <file>', 'mesh root certificate to verify the control plane (first start only)')
+    .option('--token <token>', 'bootstrap token from `ambit token create --node NAME` (first start only; env AMBIT_BOOTSTRAP_TOKEN)', process.env.AMBIT_BOOTSTRAP_TOKEN)
+    .option('--log-level <level>', 'trace, debug, info, warn, error', process.env.AMBIT_LOG_LEVEL ?? 'info')
+    .action(async (o: { node: string; stateDir: string; cniSocket: string; ztunnelSocket: string; trustDomain: string; server?: string; caCert?: string; token?: string; logLevel: string }) => {
+      const { CniAgent } = await import('../cni/agent/agent');
+      const { createLogger } = await import('../lib/telemetry/log');
+      const join = o.server && o.caCert && o.token ? { server: o.server, rootPemFile: o.caCert, token: o.token } : undefined;
+      const a = new CniAgent({ node: o.node, stateDir: o.stateDir, cniSocket: o.cniSocket, ztunnelSocket: o.ztunnelSocket, trustDomain: o.trustDomain, join, logger: createLogger('cni-agent', o.logLevel).child({ node: o.node }) });
+      try {
+        await a.start();
+      } catch (err) {
+        await a.stop().catch(() => undefined);
+        throw new CliError(`error: the cni agent could not start: ${(err as Error).message}`);
+      }
+      await waitForSignal();
+      await a.stop();
+    });
+
   return program;
+}
+
+function waitForSignal(): Promise<void> {
+  return new Promise<void>((resolve) => {
+    process.once('SIGTERM', () => resolve());
+    process.once('SIGINT', () => resolve());
+  });
 }
 
 export async function main(argv: string[]): Promise<void> {

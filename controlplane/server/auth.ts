@@ -1,4 +1,5 @@
 import { x509 } from '../../lib/identity/pki';
+import { spiffeIdOfCert } from '../../lib/identity/peer';
 import { classify, Principal } from '../../lib/identity/spiffe';
 
 type AuthCall = { getAuthContext(): { sslPeerCertificate?: { raw?: Buffer; fingerprint256?: string; valid_to?: string } } | null };
@@ -29,14 +30,8 @@ export class Authenticator {
   }
 
   private parse(raw: Buffer): { principal: Principal | null; notAfter: number } {
-    try {
-      const cert = new x509.X509Certificate(new Uint8Array(raw));
-      const san = cert.getExtension(x509.SubjectAlternativeNameExtension);
-      const uris = (san?.names.items ?? []).filter((n) => n.type === 'url');
-      if (uris.length !== 1) return { principal: null, notAfter: 0 };
-      return { principal: classify(uris[0].value, this.trustDomain), notAfter: cert.notAfter.getTime() };
-    } catch {
-      return { principal: null, notAfter: 0 };
-    }
+    const id = spiffeIdOfCert(raw);
+    if (!id) return { principal: null, notAfter: 0 };
+    return { principal: classify(id, this.trustDomain), notAfter: new x509.X509Certificate(new Uint8Array(raw)).notAfter.getTime() };
   }
 }

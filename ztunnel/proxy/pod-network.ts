@@ -1,0 +1,49 @@
+import net from 'node:net';
+import dgram from 'node:dgram';
+import * as native from '../../lib/native';
+import { ZTUNNEL_MARK } from '../../lib/api/node-protocol';
+
+/**
+ * Sockets on behalf of one pod: listeners inside its netns, and upstream connections
+ * from inside its netns (so traffic leaves with the pod's address) marked so the pod's
+ * redirect rules never capture them again. The only place the ztunnel meets lib/native.
+ */
+export interface PodNetwork {
+  listenTcp(port: number): net.Server;
+  /** A listening fd for servers that are not plain net.Servers (the HBONE TLS server). */
+  listenTcpFd(port: number): number;
+  bindUdp(port: number, family: 4 | 6): dgram.Socket;
+  connect(host: string, port: number): net.Socket;
+  originalDst(socket: net.Socket): { address: string; port: number };
+}
+
+export class NetnsPodNetwork implements PodNetwork {
+  constructor(readonly netns: string, private readonly listenHost = '0.0.0.0') {}
+
+  listenTcpFd(port: number): number {
+    // SO_REUSEPORT: a restarted ztunnel binds beside the old one and takes over without a gap.
+    return native.listenTcp({ netns: this.netns, host: this.listenHost, port, reusePort: true, backlog: 1024 });
+  }
+
+  listenTcp(port: number): net.Server {
+    const fd = this.listenTcpFd(port);
+    const server = net.createServer({ allowHalfOpen: true, pauseOnConnect: false, noDelay: true });
+    server.listen({ fd });
+    return server;
+  }
+
+  bindUdp(port: number, family: 4 | 6): dgram.Socket {
+    const fd = native.bindUdp({ netns: this.netns, host: family === 4 ? '0.0.0.0' : '::', port, reusePort: true });
+    const sock = dgram.createSocket(family === 4 ? 'udp4' : 'udp6');
+    sock.bind({ fd });
+    return sock;
+  }
+
+  connect(host: string, port: number): net.Socket {
+    return native.connectMarked({ netns: this.netns, host, port, mark: ZTUNNEL_MARK });
+  }
+
+  originalDst(socket: net.Socket): { address: string; port: number } {
+    return native.originalDst(socket);
+  }
+}
