@@ -240,6 +240,27 @@ export class Interference {
   }
 }
 
+/**
+ * Waits (at most `maxSeconds`) until processes other than ours use under `threshold` cores
+ * over a 2 s window, so that a measured window starts on a quiet machine. Returns whether
+ * it got quiet; 0 seconds skips the wait.
+ */
+export async function waitForIdle(maxSeconds: number, ourPids: number[], what: string, threshold = 0.1): Promise<boolean> {
+  if (maxSeconds <= 0) return true;
+  const end = Date.now() + maxSeconds * 1000;
+  let warned = false;
+  while (Date.now() < end) {
+    const w = new Interference(ourPids).start();
+    await sleep(2000);
+    const { otherCores } = w.stop();
+    if (otherCores < threshold) return true;
+    if (!warned) process.stderr.write(`  (${what}: other processes use ${otherCores} cores; waiting up to ${maxSeconds} s for the machine to go quiet)\n`);
+    warned = true;
+  }
+  process.stderr.write(`  (${what}: the machine did not go quiet; measuring anyway, see otherProcessesCores)\n`);
+  return false;
+}
+
 export function loadAverage(): number[] {
   return os.loadavg().map((x) => round(x, 2));
 }

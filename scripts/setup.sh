@@ -4,8 +4,9 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-# iproute2/iptables: the data plane and the local multi-host cluster (network namespaces).
-DEB_PACKAGES=(iproute2 iptables)
+# iproute2/iptables: the data plane and the local multi-host cluster (network namespaces);
+# containernetworking-plugins: the reference bridge + host-local CNI plugins (/usr/lib/cni) ambit-cni chains after.
+DEB_PACKAGES=(iproute2 iptables containernetworking-plugins tcpdump)
 missing=()
 for p in "${DEB_PACKAGES[@]}"; do dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p"); done
 if [ "${#missing[@]}" -gt 0 ]; then
@@ -23,6 +24,9 @@ if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ]; then
   npm ci --no-audit --no-fund --loglevel=error
   echo "$want" > "$stamp"
 fi
+
+# The native addon is built by npm ci; rebuild it when its source is newer than the binary.
+[ lib/native/build/Release/ambit_native.node -nt lib/native/src/ambit_native.cc ] || npm run --silent install
 
 echo "setup: build"
 npm run --silent build

@@ -109,7 +109,7 @@ export class CniAgent {
         void this.deregister(p);
       } else if (p.enrolled) {
         try {
-          installRedirect(p.netns);
+          installRedirect(p.netns, { ipv6: p.ips.some((ip) => ip.includes(':')) });
         } catch (err) {
           this.log.error({ pod: `${p.namespace}/${p.name}`, err: (err as Error).message }, 'cannot restore redirect rules');
         }
@@ -155,10 +155,10 @@ export class CniAgent {
   }
 
   private async enroll(p: PodRecord): Promise<void> {
-    installRedirect(p.netns);
+    installRedirect(p.netns, { ipv6: p.ips.some((ip) => ip.includes(':')) });
     const err = await this.ztunnel.send({ type: 'add', pod: podInfo(p) });
     if (err) {
-      removeRedirect(p.netns);
+      removeRedirect(p.netns, { ipv6: p.ips.some((ip) => ip.includes(':')) });
       throw new Error(`ztunnel did not take the pod: ${err}`);
     }
   }
@@ -271,7 +271,8 @@ export class CniAgent {
     } catch {
       // not there
     }
-    this.cniServer = net.createServer((c) => {
+    // Half-open: a plugin may end its side after the request and still read the answer.
+    this.cniServer = net.createServer({ allowHalfOpen: true }, (c) => {
       c.on('error', () => undefined);
       const rl = readline.createInterface({ input: c });
       rl.once('line', (line) => {

@@ -22,12 +22,15 @@ const DEFAULT_TIMEOUT_MS = 15_000;
 /** iptables lives in /usr/sbin, which a non-login PATH may lack. */
 const EXTRA_PATH = '/usr/local/sbin:/usr/sbin:/sbin:/usr/local/bin:/usr/bin:/bin';
 
+/** false when the path is absent; other failures (EACCES...) throw, naming the netns. */
 export function netnsExists(netns: string): boolean {
   try {
     fs.statSync(netns);
     return true;
-  } catch {
-    return false;
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code;
+    if (code === 'ENOENT' || code === 'ENOTDIR') return false;
+    throw new NetnsCommandError(netns, '', '', `cannot open netns ${netns}: ${code ?? (err as Error).message}`);
   }
 }
 

@@ -121,8 +121,8 @@ function wrap(netns: string, err: unknown): RedirectError {
 }
 
 function requireNetns(netns: string): void {
-  if (!netnsExists(netns)) throw new RedirectError(netns, `netns ${netns} does not exist`);
   try {
+    if (!netnsExists(netns)) throw new RedirectError(netns, `netns ${netns} does not exist`);
     assertNotHostNetns(netns);
   } catch (err) {
     throw wrap(netns, err);
@@ -248,7 +248,13 @@ export function installRedirect(netnsPath: string, opts: RedirectOptions = {}): 
  * ip6tables works there, whatever `ipv6` says; its failure is an error only when ipv6 is set.
  */
 export function removeRedirect(netnsPath: string, opts: RedirectOptions = {}): void {
-  if (!netnsExists(netnsPath)) return;
+  let exists: boolean;
+  try {
+    exists = netnsExists(netnsPath);
+  } catch (err) {
+    throw wrap(netnsPath, err);
+  }
+  if (!exists) return;
   requireNetns(netnsPath);
   try {
     removeFamily(netnsPath, 'ipv4');

@@ -102,7 +102,7 @@ function native(): Addon {
     if (fs.existsSync(path.join(dir, 'package.json')) && fs.existsSync(path.join(dir, 'lib', 'native', 'binding.gyp'))) {
       const file = path.join(dir, ADDON_REL);
       if (!fs.existsSync(file)) {
-        throw new Error(`lib/native: the native addon is not built (${file} is missing): run \`npm ci\` or \`npx node-gyp rebuild --directory=lib/native\``);
+        throw new Error(`lib/native: the native addon is not built (${file} is missing): run \`npm ci\`, or \`npm run install\` to build only the addon`);
       }
       addon = require(file) as Addon;
       return addon;
@@ -175,7 +175,8 @@ export function connectMarked(opts: ConnectMarkedOptions): net.Socket {
   const fd = connectSocket({ ...rest, family: family as 4 | 6 });
   let socket: net.Socket;
   try {
-    socket = new net.Socket({ fd });
+    // Half-open: a FIN from the peer ends only that direction; the proxy forwards it as such.
+    socket = new net.Socket({ fd, allowHalfOpen: true });
   } catch (err) {
     fs.closeSync(fd);
     throw err;

@@ -72,9 +72,12 @@ export class PodManager {
       hbone.listen({ fd: net.listenTcpFd(PORT_HBONE) });
       pod.hbone = hbone;
       pod.servers.push(hbone as unknown as import('node:net').Server);
-      const dnsTcp = net.listenTcp(PORT_DNS);
-      const family = info.ips.some((ip) => ip.includes(':')) && !info.ips.some((ip) => !ip.includes(':')) ? 6 : 4;
-      const dnsUdp = net.bindUdp(PORT_DNS, family);
+      // DNS is redirected from the pod's own OUTPUT chain, i.e. to loopback. Bound there, replies
+      // leave from the address conntrack expects and are translated back to the resolver the app asked.
+      const v6only = info.ips.length > 0 && info.ips.every((ip) => ip.includes(':'));
+      const loopback = v6only ? '::1' : '127.0.0.1';
+      const dnsTcp = net.listenTcp(PORT_DNS, loopback);
+      const dnsUdp = net.bindUdp(PORT_DNS, loopback);
       this.d.dns.serve(dnsUdp, dnsTcp, info.namespace);
       pod.servers.push(dnsTcp);
       pod.udp.push(dnsUdp);

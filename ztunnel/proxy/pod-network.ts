@@ -9,10 +9,11 @@ import { ZTUNNEL_MARK } from '../../lib/api/node-protocol';
  * redirect rules never capture them again. The only place the ztunnel meets lib/native.
  */
 export interface PodNetwork {
-  listenTcp(port: number): net.Server;
+  /** `host` defaults to every address; loopback-only listeners pass 127.0.0.1 or ::1. */
+  listenTcp(port: number, host?: string): net.Server;
   /** A listening fd for servers that are not plain net.Servers (the HBONE TLS server). */
-  listenTcpFd(port: number): number;
-  bindUdp(port: number, family: 4 | 6): dgram.Socket;
+  listenTcpFd(port: number, host?: string): number;
+  bindUdp(port: number, host: string): dgram.Socket;
   connect(host: string, port: number): net.Socket;
   originalDst(socket: net.Socket): { address: string; port: number };
 }
@@ -20,21 +21,21 @@ export interface PodNetwork {
 export class NetnsPodNetwork implements PodNetwork {
   constructor(readonly netns: string, private readonly listenHost = '0.0.0.0') {}
 
-  listenTcpFd(port: number): number {
+  listenTcpFd(port: number, host = this.listenHost): number {
     // SO_REUSEPORT: a restarted ztunnel binds beside the old one and takes over without a gap.
-    return native.listenTcp({ netns: this.netns, host: this.listenHost, port, reusePort: true, backlog: 1024 });
+    return native.listenTcp({ netns: this.netns, host, port, reusePort: true, backlog: 1024 });
   }
 
-  listenTcp(port: number): net.Server {
-    const fd = this.listenTcpFd(port);
+  listenTcp(port: number, host = this.listenHost): net.Server {
+    const fd = this.listenTcpFd(port, host);
     const server = net.createServer({ allowHalfOpen: true, pauseOnConnect: false, noDelay: true });
     server.listen({ fd });
     return server;
   }
 
-  bindUdp(port: number, family: 4 | 6): dgram.Socket {
-    const fd = native.bindUdp({ netns: this.netns, host: family === 4 ? '0.0.0.0' : '::', port, reusePort: true });
-    const sock = dgram.createSocket(family === 4 ? 'udp4' : 'udp6');
+  bindUdp(port: number, host: string): dgram.Socket {
+    const fd = native.bindUdp({ netns: this.netns, host, port, reusePort: true });
+    const sock = dgram.createSocket(host.includes(':') ? 'udp6' : 'udp4');
     sock.bind({ fd });
     return sock;
   }

@@ -11,6 +11,7 @@
 #include <arpa/inet.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <math.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <sched.h>
@@ -259,8 +260,9 @@ bool GetInt(napi_env env, napi_value obj, const char* key, bool required, double
   NAPI_OK(napi_typeof(env, v, &t));
   double d = 0;
   if (t == napi_number) NAPI_OK(napi_get_value_double(env, v, &d));
-  if (t != napi_number || d != static_cast<double>(static_cast<int64_t>(d)) || d < min ||
-      d > max) {
+  // The range check comes first: it rejects NaN and infinities, which must never be cast
+  // to an integer.
+  if (t != napi_number || !(d >= min && d <= max) || d != trunc(d)) {
     return ThrowType(env, std::string(key) + " must be an integer in [" +
                               std::to_string(static_cast<int64_t>(min)) + ", " +
                               std::to_string(static_cast<int64_t>(max)) + "]");
@@ -302,8 +304,7 @@ bool GetFdArgs(napi_env env, napi_callback_info info, size_t want, int* fd, uint
     NAPI_OK(napi_typeof(env, argv[i], &t));
     if (t == napi_number) NAPI_OK(napi_get_value_double(env, argv[i], &d[i]));
     double max = i == 0 ? 2147483647.0 : 4294967295.0;
-    if (t != napi_number || d[i] != static_cast<double>(static_cast<int64_t>(d[i])) ||
-        d[i] < 0 || d[i] > max) {
+    if (t != napi_number || !(d[i] >= 0 && d[i] <= max) || d[i] != trunc(d[i])) {
       return ThrowType(env, i == 0 ? "fd must be a non-negative integer"
                                    : "mark must be an integer in [0, 4294967295]");
     }
