@@ -7,6 +7,7 @@ import { KINDS, resolveKind, validateResource } from '../lib/api/registry';
 import { DEFAULT_NAMESPACE, describeKey, keyOf } from '../lib/api/resource';
 import { ManifestError, readManifests, SourceDoc } from './manifests';
 import { renderList } from './output';
+import { registerDevCommands } from './dev';
 
 const VERSION: string = (require('../../package.json') as { version: string }).version;
 
@@ -319,6 +320,8 @@ export function buildProgram(out: (s: string) => void = (s) => process.stdout.wr
       await waitForSignal();
       await a.stop();
     });
+
+  registerDevCommands(program, out);
 
   return program;
 }

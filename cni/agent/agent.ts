@@ -275,6 +275,7 @@ export class CniAgent {
     this.cniServer = net.createServer({ allowHalfOpen: true }, (c) => {
       c.on('error', () => undefined);
       const rl = readline.createInterface({ input: c });
+      rl.on('error', () => undefined);
       rl.once('line', (line) => {
         rl.close();
         let req: CniPodRequest;

@@ -50,7 +50,7 @@ export class ZtunnelLink {
         this.pending.delete(id);
       }
     });
-    readline.createInterface({ input: c }).on('line', (line) => {
+    readline.createInterface({ input: c }).on('error', () => undefined).on('line', (line) => {
       let ack: ZtunnelAck;
       try {
         ack = JSON.parse(line) as ZtunnelAck;

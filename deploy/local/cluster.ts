@@ -96,39 +96,8 @@ function crashing(paths: ClusterPaths, id: string): string | undefined {
   return undefined;
 }
 
-export async function up(o: UpOptions = {}): Promise<UpResult> {
-  const progress = o.progress ?? (() => undefined);
-  const paths = clusterPaths(o);
-  const readyMs = o.readyTimeoutMs ?? 90_000;
-  const existing = readCluster(paths);
-  if (existing) {
-    const alive = await supervisorAlive(paths);
-    if (existing.phase === 'up' && alive) {
-      return { alreadyUp: true, state: existing, adminConfig: paths.adminConfigFile, logsDir: paths.logsDir, notReady: [] };
-    }
-    if (alive) throw new Error(`a local cluster ("${existing.name}") is being created in ${paths.dir} by another \`ambit dev up\`, or its creation failed: wait, or run \`ambit dev down\``);
-    throw new Error(`a local cluster ("${existing.name}", phase ${existing.phase}) is recorded in ${paths.dir} but is not running (crashed, or the machine restarted): run \`ambit dev down\` first`);
-  }
-  if (fs.existsSync(paths.clusterFile)) throw new Error(`${paths.clusterFile} is unreadable: run \`ambit dev down\` first`);
-  preflight();
-  const name = checkClusterName(o.name ?? process.env.AMBIT_DEV_NAME ?? DEFAULT_CLUSTER_NAME);
-  const nodes = checkNodeCount(o.nodes ?? 2);
-  const leftovers = listNetns().filter((n) => clusterNetnsPattern(name).test(n));
-  if (leftovers.length > 0) {
-    throw new Error(`network namespaces of a cluster named "${name}" exist already (${leftovers.join(', ')}): remove them with \`ambit dev down\` (same AMBIT_DEV_DIR), \`ambit dev down --name ${name}\`, or pick another --name`);
-  }
-  const hosts = hostSpecs(name, nodes);
-  const long = paths.socketPaths(hosts.map((h) => h.name)).filter((p) => Buffer.byteLength(p) > MAX_SOCKET_PATH);
-  if (long.length > 0) throw new Error(`the state dir ${paths.dir} is too deep for unix sockets (${long[0]} is longer than ${MAX_SOCKET_PATH} bytes): use a shorter AMBIT_DEV_DIR`);
-
-  fs.mkdirSync(paths.dir, { recursive: true, mode: 0o700 });
-  const state: ClusterState = {
-    name, dir: paths.dir, phase: 'creating', createdAt: new Date().toISOString(), nodes, hosts,
-    fabric: { netns: fabricNetns(name), bridge: FABRIC_BRIDGE }, controlPlane: controlPlaneSpec(name),
-    logLevel: o.logLevel ?? process.env.AMBIT_LOG_LEVEL ?? 'info', repo: repoRoot(),
-  };
-  // Recorded before anything exists, so that `down` knows what to look for whatever happens next.
-  writeCluster(paths, state);
+async function bringUp(paths: ClusterPaths, state: ClusterState, readyMs: number, progress: (s: string) => void): Promise<string[]> {
+  const { name, nodes, hosts } = state;
   progress(`creating cluster "${name}" with ${nodes} host(s) in ${paths.dir}`);
 
   createTopology(state.fabric.netns, state.controlPlane, hosts, progress);
@@ -188,6 +157,51 @@ export async function up(o: UpOptions = {}): Promise<UpResult> {
     }
   }));
 
+  return notReady;
+}
+
+export async function up(o: UpOptions = {}): Promise<UpResult> {
+  const progress = o.progress ?? (() => undefined);
+  const paths = clusterPaths(o);
+  const readyMs = o.readyTimeoutMs ?? 90_000;
+  const existing = readCluster(paths);
+  if (existing) {
+    const alive = await supervisorAlive(paths);
+    if (existing.phase === 'up' && alive) {
+      return { alreadyUp: true, state: existing, adminConfig: paths.adminConfigFile, logsDir: paths.logsDir, notReady: [] };
+    }
+    if (alive) throw new Error(`a local cluster ("${existing.name}") is being created in ${paths.dir} by another \`ambit dev up\`, or its creation failed: wait, or run \`ambit dev down\``);
+    if (existing.phase === 'creating') throw new Error(`an earlier \`ambit dev up\` of "${existing.name}" in ${paths.dir} did not finish: run \`ambit dev down\` first`);
+    throw new Error(`a local cluster ("${existing.name}") is recorded in ${paths.dir} but its supervisor is not running (crashed, or the machine restarted): run \`ambit dev down\` first`);
+  }
+  if (fs.existsSync(paths.clusterFile)) throw new Error(`${paths.clusterFile} is unreadable: run \`ambit dev down\` first`);
+  preflight();
+  const name = checkClusterName(o.name ?? process.env.AMBIT_DEV_NAME ?? DEFAULT_CLUSTER_NAME);
+  const nodes = checkNodeCount(o.nodes ?? 2);
+  const leftovers = listNetns().filter((n) => clusterNetnsPattern(name).test(n));
+  if (leftovers.length > 0) {
+    throw new Error(`network namespaces of a cluster named "${name}" exist already (${leftovers.join(', ')}): remove them with \`ambit dev down\` (same AMBIT_DEV_DIR), \`ambit dev down --name ${name}\`, or pick another --name`);
+  }
+  const hosts = hostSpecs(name, nodes);
+  const long = paths.socketPaths(hosts.map((h) => h.name)).filter((p) => Buffer.byteLength(p) > MAX_SOCKET_PATH);
+  if (long.length > 0) throw new Error(`the state dir ${paths.dir} is too deep for unix sockets (${long[0]} is longer than ${MAX_SOCKET_PATH} bytes): use a shorter AMBIT_DEV_DIR`);
+
+  fs.mkdirSync(paths.dir, { recursive: true, mode: 0o700 });
+  const state: ClusterState = {
+    name, dir: paths.dir, phase: 'creating', createdAt: new Date().toISOString(), nodes, hosts,
+    fabric: { netns: fabricNetns(name), bridge: FABRIC_BRIDGE }, controlPlane: controlPlaneSpec(name),
+    logLevel: o.logLevel ?? process.env.AMBIT_LOG_LEVEL ?? 'info', repo: repoRoot(),
+  };
+  // Recorded before anything exists, so that `down` knows what to look for whatever happens next.
+  writeCluster(paths, state);
+  let notReady: string[];
+  try {
+    notReady = await bringUp(paths, state, readyMs, progress);
+  } catch (err) {
+    const e = err as Error;
+    if (!e.message.includes('ambit dev down')) e.message += `\n(the cluster is half up: run \`ambit dev down\` to remove it; logs are in ${paths.logsDir})`;
+    throw err;
+  }
   state.phase = 'up';
   writeCluster(paths, state);
   return { alreadyUp: false, state, adminConfig: paths.adminConfigFile, logsDir: paths.logsDir, notReady };

@@ -23,7 +23,7 @@ export { httpGet } from './netns-http';
 export { ClusterPaths, DEFAULT_DEV_DIR, resolveDevDir } from './paths';
 export { listNetns, netnsExists } from './netns';
 export {
-  DEFAULT_CLUSTER_NAME, CONTROLPLANE_IP, GRPC_PORT, MONITORING_PORT, ZTUNNEL_ADMIN_PORT, ZTUNNEL_METRICS_PORT, POD_NAMESERVER,
+  DEFAULT_CLUSTER_NAME, CONTROLPLANE_IP, GRPC_PORT, MONITORING_PORT, ZTUNNEL_ADMIN_PORT, ZTUNNEL_METRICS_PORT, podNameserver,
   clusterNetnsPattern, hostSpec, hostSpecs, podNetns,
 } from './topology';
 export type { HostSpec } from './topology';

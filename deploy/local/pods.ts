@@ -8,11 +8,11 @@ import { ClusterOptions, openCluster } from './cluster';
 import { addNetns, deleteNetns, netnsExists, netnsPath } from './netns';
 import { ClusterPaths, etcNetnsDir } from './paths';
 import { killAndWait } from './procs';
-import { childPath, inNetns } from './sh';
+import { childPath, has, inNetns } from './sh';
 import { agentPods, ClusterState, createPodRecord, listPodRecords, PodRecord, readPodRecord, removePodRecord, writePodRecord } from './state';
 import { procStatuses, startProc, stopProc, supervisorAlive } from './supervisor-client';
 import type { RestartPolicy } from './supervisor-protocol';
-import { checkNamespace, checkPodName, hostIndex, POD_IF, POD_NAMESERVER, podNetns } from './topology';
+import { checkNamespace, checkPodName, hostIndex, POD_IF, podNameserver, podNetns } from './topology';
 
 /**
  * The container runtime + kubelet for pods: a pod is a netns attached to its host by the
@@ -76,11 +76,26 @@ function networkArgs(state: ClusterState, p: PodRecord): PodNetworkArgs {
 }
 
 /** /etc/netns/<netns>/: what `ip netns exec` shows the pod as /etc/resolv.conf and /etc/hosts. */
-function writeEtc(p: PodRecord): void {
+function writeEtc(state: ClusterState, p: PodRecord): void {
   const dir = etcNetnsDir(p.netns);
+  const host = state.hosts.find((h) => h.name === p.node)!;
   fs.mkdirSync(dir, { recursive: true, mode: 0o755 });
-  fs.writeFileSync(path.join(dir, 'resolv.conf'), `nameserver ${POD_NAMESERVER}\nsearch ${p.namespace}.svc.cluster.local svc.cluster.local cluster.local\noptions ndots:5\n`, { mode: 0o644 });
+  fs.writeFileSync(path.join(dir, 'resolv.conf'), `nameserver ${podNameserver(host)}\nsearch ${p.namespace}.svc.cluster.local svc.cluster.local cluster.local\noptions ndots:5\n`, { mode: 0o644 });
   fs.writeFileSync(path.join(dir, 'hosts'), `127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n${p.ip ? `${p.ip}\t${p.name}\n` : ''}`, { mode: 0o644 });
+}
+
+let unshareOk: boolean | undefined;
+
+/**
+ * argv that runs `command` as the pod: in its netns (`ip netns exec`, which also applies
+ * /etc/netns/<netns>/), and, where util-linux's unshare exists, in a UTS namespace of its
+ * own whose hostname is the pod's name, as in Kubernetes (so gethostname() finds itself in
+ * the pod's /etc/hosts instead of asking DNS for the machine's name).
+ */
+function podArgv(p: PodRecord, command: string[]): string[] {
+  if (unshareOk === undefined) unshareOk = has('unshare', ['--version']);
+  if (!unshareOk) return inNetns(p.netns, command);
+  return inNetns(p.netns, ['unshare', '--uts', '--', 'sh', '-c', 'echo "$0" > /proc/sys/kernel/hostname && exec "$@"', p.name, ...command]);
 }
 
 function podEnv(p: PodRecord, extra: Record<string, string>): Record<string, string> {
@@ -95,6 +110,8 @@ function podEnv(p: PodRecord, extra: Record<string, string>): Record<string, str
     POD_UID: p.uid,
     POD_SERVICE_ACCOUNT: p.serviceAccount,
     NODE_NAME: p.node,
+    // Output reaches `ambit dev logs` as it is written rather than when a buffer fills.
+    PYTHONUNBUFFERED: '1',
     ...extra,
   };
 }
@@ -165,13 +182,13 @@ export async function podRun(o: PodRunOptions): Promise<PodInfo> {
       throw err;
     }
     writePodRecord(paths, p);
-    writeEtc(p);
+    writeEtc(state, p);
     p.env = podEnv(p, o.env ?? {});
     p.phase = 'running';
     writePodRecord(paths, p);
     fs.rmSync(p.log, { force: true });
     await startProc(paths, {
-      id: p.procId, argv: inNetns(netns, p.command), env: p.env, cwd: p.cwd, log: p.log, restart: p.restart, stopGraceMs: 5000, logHeader: false,
+      id: p.procId, argv: podArgv(p, p.command), env: p.env, cwd: p.cwd, log: p.log, restart: p.restart, stopGraceMs: 5000, logHeader: false,
     });
   } catch (err) {
     await teardown(paths, state, p, problems).catch((e: Error) => problems.push(e.message));
@@ -242,7 +259,8 @@ export function podExec(o: ExecOptions): Promise<ExecResult> {
   if (!p || p.phase !== 'running') throw new Error(`pod ${namespace}/${o.name} not found`);
   if (o.command.length === 0) throw new Error('give the command to run after --');
   return new Promise((resolve, reject) => {
-    const child = spawn('ip', ['netns', 'exec', p.netns, ...o.command], {
+    const argv = podArgv(p, o.command);
+    const child = spawn(argv[0], argv.slice(1), {
       env: { ...p.env, ...(o.env ?? {}) },
       cwd: p.cwd && fs.existsSync(p.cwd) ? p.cwd : '/',
       stdio: o.stdio === 'inherit' ? 'inherit' : ['pipe', 'pipe', 'pipe'],

@@ -79,11 +79,18 @@ export function procStatuses(paths: ClusterPaths): Record<string, ProcStatus & {
   return out;
 }
 
+/** The caller's environment without what only concerns the caller (a test runner's context, credentials). */
+function supervisorEnv(): NodeJS.ProcessEnv {
+  const env = { ...process.env };
+  for (const k of Object.keys(env)) if (k.startsWith('NODE_TEST') || k === 'AMBIT_CONFIG' || k === 'AMBIT_BOOTSTRAP_TOKEN') delete env[k];
+  return env;
+}
+
 /**
  * Starts the supervisor for the cluster in `paths.dir`, detached from the CLI (its own
  * session, no terminal, output to logs/supervisor.log), and waits until it answers.
  */
-export async function spawnSupervisor(paths: ClusterPaths, env: NodeJS.ProcessEnv = process.env): Promise<{ pid: number; startTime?: string }> {
+export async function spawnSupervisor(paths: ClusterPaths, env: NodeJS.ProcessEnv = supervisorEnv()): Promise<{ pid: number; startTime?: string }> {
   fs.mkdirSync(paths.logsDir, { recursive: true, mode: 0o700 });
   const fd = fs.openSync(paths.supervisorLog, 'a', 0o600);
   let pid: number | undefined;

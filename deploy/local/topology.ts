@@ -19,8 +19,17 @@ export const GRPC_PORT = 15012;
 export const MONITORING_PORT = 15014;
 export const ZTUNNEL_ADMIN_PORT = 15000;
 export const ZTUNNEL_METRICS_PORT = 15020;
-/** The nameserver pods get in resolv.conf; enrolled pods' port 53 is redirected to the ztunnel's DNS proxy. */
-export const POD_NAMESERVER = '10.96.0.10';
+/**
+ * The nameserver a pod gets in resolv.conf: its host's pod gateway (cni0). An enrolled
+ * pod's port 53 is redirected to its ztunnel's DNS proxy whatever the address. For a pod
+ * outside the mesh nothing listens there, so the host answers "port unreachable" and
+ * lookups fail at once instead of timing out (an address nobody routes costs 5 s per
+ * query, and ndots:5 makes several). It can never be a service VIP either (the control
+ * plane gives 10.96.0.10, kube-dns's usual address, to the first Service).
+ */
+export function podNameserver(host: HostSpec): string {
+  return host.podGateway;
+}
 export const FABRIC_BRIDGE = 'br0';
 /** The bridge the `bridge` CNI plugin makes in each host netns. */
 export const POD_BRIDGE = 'cni0';

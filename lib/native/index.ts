@@ -56,6 +56,8 @@ export interface ConnectSocketOptions {
 }
 
 export interface ConnectMarkedOptions extends Omit<ConnectSocketOptions, 'family'> {
+  /** Keep the writable side open after the peer's FIN (a proxy forwards each direction's end separately). */
+  allowHalfOpen?: boolean;
   /** Numeric address only. Its family selects the socket's family. */
   host: string;
   port: number;
@@ -168,15 +170,14 @@ export function connectSocket(opts: ConnectSocketOptions): number {
  * Failures to create the socket (netns, mark, bind) are thrown synchronously.
  */
 export function connectMarked(opts: ConnectMarkedOptions): net.Socket {
-  const { host, port, ...rest } = opts;
+  const { host, port, allowHalfOpen, ...rest } = opts;
   const family = net.isIP(host);
   if (family === 0) throw typeError(`host must be a numeric IPv4 or IPv6 address: ${String(host)}`);
   if (!Number.isInteger(port) || port < 1 || port > 65535) throw typeError(`port must be an integer in [1, 65535]: ${String(port)}`);
   const fd = connectSocket({ ...rest, family: family as 4 | 6 });
   let socket: net.Socket;
   try {
-    // Half-open: a FIN from the peer ends only that direction; the proxy forwards it as such.
-    socket = new net.Socket({ fd, allowHalfOpen: true });
+    socket = new net.Socket({ fd, allowHalfOpen: allowHalfOpen ?? false });
   } catch (err) {
     fs.closeSync(fd);
     throw err;

@@ -42,7 +42,7 @@ const { Command } = require(${JSON.stringify(path.join(ROOT, 'node_modules', 'co
 const { registerDevCommands } = require(${JSON.stringify(path.join(ROOT, 'dist', 'cli', 'dev.js'))});
 const program = new Command().name('ambit').exitOverride();
 registerDevCommands(program, (s) => process.stdout.write(s));
-program.parseAsync(process.argv).catch((e) => { process.stderr.write('error: ' + e.message + '\\n'); process.exitCode = 1; });
+program.parseAsync(process.argv.slice(1), { from: 'user' }).catch((e) => { process.stderr.write('error: ' + e.message + '\\n'); process.exitCode = 1; });
 `;
 
 interface CliResult {
@@ -85,6 +85,16 @@ async function eventually<T>(what: string, timeoutMs: number, fn: () => Promise<
     }
     if (Date.now() > deadline) throw new Error(`${what}: not within ${timeoutMs} ms${last ? ` (${(last as Error).message})` : ''}`);
     await sleep(250);
+  }
+}
+
+/** Exists and is not a zombie (a reparented zombie waits for the machine's init to reap it). */
+function running(pid: number): boolean {
+  try {
+    const stat = fs.readFileSync(`/proc/${pid}/stat`, 'utf8');
+    return stat.slice(stat.lastIndexOf(')') + 2)[0] !== 'Z';
+  } catch {
+    return false;
   }
 }
 
@@ -161,9 +171,11 @@ test('ambit dev: two hosts, pods on both, plain routing across hosts, pod lifecy
     // exec returns the command's exit code, and the pod sees its own resolv.conf
     assert.equal((await cli(env, ['dev', 'exec', 'client', '-n', ns, '--', 'sh', '-c', 'exit 7'])).code, 7);
     const resolv = ok(await cli(env, ['dev', 'exec', 'client', '-n', ns, '--', 'cat', '/etc/resolv.conf']), 'cat resolv.conf').stdout;
-    assert.match(resolv, /^nameserver 10\.96\.0\.10$/m);
+    assert.match(resolv, /^nameserver 10\.244\.1\.1$/m); // node1's pod gateway: refused at once outside the mesh
     assert.match(resolv, new RegExp(`^search ${ns}\\.svc\\.cluster\\.local svc\\.cluster\\.local cluster\\.local$`, 'm'));
     assert.match(resolv, /^options ndots:5$/m);
+    // the pod's own hostname, as in Kubernetes
+    assert.equal(ok(await cli(env, ['dev', 'exec', 'client', '-n', ns, '--', 'cat', '/proc/sys/kernel/hostname']), 'hostname').stdout.trim(), 'client');
 
     // pod list
     const pods = JSON.parse(ok(await cli(env, ['dev', 'pod', 'list', '-o', 'json']), 'pod list').stdout) as Array<{ name: string; namespace: string; node: string; ip: string; netns: string; enrolled: boolean; state: string }>;
@@ -205,7 +217,7 @@ test('ambit dev: two hosts, pods on both, plain routing across hosts, pod lifecy
     assert.deepEqual(mine(), [], 'network namespaces of the cluster remain');
     const etc = fs.existsSync('/etc/netns') ? fs.readdirSync('/etc/netns') : [];
     assert.deepEqual(etc.filter((n) => n.startsWith(`${name}-`)), [], '/etc/netns entries remain');
-    for (const pid of pids) assert.equal(fs.existsSync(`/proc/${pid}`), false, `process ${pid} still runs`);
+    for (const pid of pids) assert.equal(running(pid), false, `process ${pid} still runs`);
     assert.equal(fs.existsSync(dir), false, 'the state dir remains');
   }
 });

@@ -34,7 +34,7 @@ export class AgentLink {
       this.log.info({ socket: this.path }, 'connected to the node agent');
     });
     let chain = Promise.resolve();
-    readline.createInterface({ input: s }).on('line', (line) => {
+    readline.createInterface({ input: s }).on('error', () => undefined).on('line', (line) => {
       let msg: AgentMessage;
       try {
         msg = JSON.parse(line) as AgentMessage;

@@ -41,7 +41,7 @@ export class NetnsPodNetwork implements PodNetwork {
   }
 
   connect(host: string, port: number): net.Socket {
-    return native.connectMarked({ netns: this.netns, host, port, mark: ZTUNNEL_MARK });
+    return native.connectMarked({ netns: this.netns, host, port, mark: ZTUNNEL_MARK, allowHalfOpen: true });
   }
 
   originalDst(socket: net.Socket): { address: string; port: number } {
