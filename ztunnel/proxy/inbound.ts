@@ -49,6 +49,7 @@ export class Inbound {
       {
         reporter: 'destination', source, sourcePrincipal: ctx.peerIdentity, sourceAddress: `${ctx.remoteAddress}:${ctx.remotePort}`,
         destination: dest, destinationPrincipal: pod.identity, destinationAddress: ctx.authority, mtls: true,
+        destinationService: serviceOf(snap, dest),
       },
       this.d.metrics,
       this.d.log,
@@ -133,6 +134,7 @@ export class Inbound {
       {
         reporter: 'destination', source, sourcePrincipal: null, sourceAddress: `${client.remoteAddress}:${client.remotePort}`,
         destination: dest, destinationPrincipal: pod.identity, destinationAddress: `${dst.address}:${dst.port}`, mtls: false,
+        destinationService: serviceOf(snap, dest),
       },
       this.d.metrics,
       this.d.log,
@@ -196,6 +198,18 @@ export class Inbound {
       }
     }
   }
+}
+
+/**
+ * The service a destination workload serves, from mesh metadata only (never from what the
+ * caller sends): known when the workload backs exactly one service.
+ */
+function serviceOf(snap: Snapshot, w: WorkloadView | undefined): { name: string; namespace: string; hostname: string } | undefined {
+  const refs = Object.keys(w?.msg.services ?? {});
+  if (refs.length !== 1) return undefined;
+  const host = refs[0].slice(refs[0].indexOf('/') + 1);
+  const svc = snap.servicesByHost.get(host);
+  return svc && { name: svc.msg.name, namespace: svc.msg.namespace, hostname: svc.msg.hostname };
 }
 
 function parseAuthority(a: string): { address: string; port: number } | null {

@@ -76,7 +76,7 @@ export class Outbound {
       this.d.log,
     );
     if (!route) {
-      rec.close('UH', `no ready endpoint for ${dst.address}:${dst.port}`);
+      rec.close('UH', `no ready endpoint (or no waypoint instance) for ${dst.address}:${dst.port}`);
       abort(client);
       return;
     }
@@ -141,7 +141,9 @@ export class Outbound {
     const svc = snap.servicesByVip.get(dst.address);
     if (svc) {
       const wp = svc.msg.waypoint;
-      if (wp && wp.addresses.length > 0) {
+      // Bound to a waypoint that has no instance: its L7 policy cannot be applied, so refuse rather than bypass it.
+      if (wp && wp.addresses.length === 0) return undefined;
+      if (wp) {
         const addr = bytesToIp(wp.addresses[this.pick(wp.addresses.length)]);
         const wpWorkload = snap.workloadsByIp.get(addr);
         return {
@@ -161,10 +163,12 @@ export class Outbound {
     return { kind: 'passthrough', address: dst.address, port: dst.port };
   }
 
-  private toWorkload(w: WorkloadView, address: string, port: number, service?: ServiceView): Route {
+  private toWorkload(w: WorkloadView, address: string, port: number, service?: ServiceView): Route | undefined {
     if (!w.hbone) return { kind: 'passthrough', address, port, destination: w, service };
     const wp = w.msg.waypoint;
-    if (wp && wp.addresses.length > 0 && !service) {
+    if (wp && !service) {
+      // A waypoint with no instance cannot apply its policy: refuse rather than bypass it.
+      if (wp.addresses.length === 0) return undefined;
       const addr = bytesToIp(wp.addresses[this.pick(wp.addresses.length)]);
       const wpWorkload = this.d.state.snapshot.workloadsByIp.get(addr);
       return { kind: 'hbone', address: addr, port, tunnelPort: wp.hbonePort || PORT_HBONE, identities: wpWorkload ? [wpWorkload.identity] : [], authority: `${address}:${port}`, destination: w };
