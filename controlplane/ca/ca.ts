@@ -138,6 +138,14 @@ export class CertificateAuthority {
     return new CertificateAuthority(signing, key, alg, intermediates, normalizePem(rootPem), false, m);
   }
 
+  private akid?: Promise<x509.AuthorityKeyIdentifierExtension>;
+
+  /** The same for every certificate this CA signs: computed once. */
+  private authorityKeyId(): Promise<x509.AuthorityKeyIdentifierExtension> {
+    this.akid ??= x509.AuthorityKeyIdentifierExtension.create(this.signingCert, false);
+    return this.akid;
+  }
+
   get rootNotAfter(): Date {
     return this.signingCert.notAfter;
   }
@@ -166,7 +174,7 @@ export class CertificateAuthority {
         new x509.KeyUsagesExtension(x509.KeyUsageFlags.digitalSignature | x509.KeyUsageFlags.keyEncipherment, true),
         new x509.ExtendedKeyUsageExtension([x509.ExtendedKeyUsage.serverAuth, x509.ExtendedKeyUsage.clientAuth]),
         new x509.SubjectAlternativeNameExtension(names, !server),
-        await x509.AuthorityKeyIdentifierExtension.create(this.signingCert, false),
+        await this.authorityKeyId(),
       ],
     });
     return { certChainPem: [cert.toString('pem'), ...this.chainPems].join('\n') + '\n', notAfter, serial };

@@ -12,6 +12,7 @@ import type { Store } from '../store/store';
 import { StoreConflictError } from '../store/store';
 import type { Subscriber } from '../translate/translate';
 import { Authenticator } from './auth';
+import { WorkloadIndex } from './workload-index';
 import type { DiscoveryServer } from './discovery';
 import type { ResourceApi } from './resource-api';
 import { newToken, parseToken, secretMatches, TOKEN_KIND, TokenSpec } from './tokens';
@@ -36,6 +37,7 @@ const MAX_TOKEN_TTL_MS = 7 * 24 * 3600 * 1000;
 export function buildGrpcServer(d: GrpcDeps): grpc.Server {
   const server = new grpc.Server({ 'grpc.max_receive_message_length': 64 * 1024 * 1024, 'grpc.max_send_message_length': 256 * 1024 * 1024 });
   const auth = new Authenticator(d.trustDomain);
+  const workloads = new WorkloadIndex(d.store);
   const svc = services();
 
   const authed = (method: string, call: object): Principal => {
@@ -178,10 +180,7 @@ export function buildGrpcServer(d: GrpcDeps): grpc.Server {
       if (!d.store.get({ kind: 'Node', namespace: '', name: node })) refuse('node-removed', `node ${node} was removed`);
       const ns = req.namespace;
       const sa = req.serviceAccount || 'default';
-      const hosted = d.store.list('Workload', ns).some((w) => {
-        const s = w.spec as { node?: string; serviceAccount?: string };
-        return s.node === node && (s.serviceAccount ?? 'default') === sa;
-      });
+      const hosted = workloads.has(node, ns, sa);
       const uri = workloadId(d.trustDomain, ns || '-', sa);
       if (!ns || !hosted) {
         d.log.warn({ node, identity: uri }, 'refused a certificate for an identity with no workload on the requesting node');

@@ -69,11 +69,13 @@ export class SqliteStore implements Store {
     if (!m) return [];
     const out: StoredResource[] = [];
     for (const r of m.values()) if (namespace === undefined || r.metadata.namespace === namespace) out.push(r);
-    out.sort((a, b) =>
-      (a.metadata.namespace ?? '') === (b.metadata.namespace ?? '')
-        ? a.metadata.name.localeCompare(b.metadata.name)
-        : (a.metadata.namespace ?? '').localeCompare(b.metadata.namespace ?? ''),
-    );
+    // Code-unit order: names are ASCII, and localeCompare costs ~10x on the translation path.
+    const key = (r: StoredResource) => `${r.metadata.namespace ?? ''}/${r.metadata.name}`;
+    out.sort((a, b) => {
+      const ka = key(a);
+      const kb = key(b);
+      return ka < kb ? -1 : ka > kb ? 1 : 0;
+    });
     return out;
   }
 
