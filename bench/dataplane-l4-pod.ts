@@ -13,7 +13,9 @@
 //       latency of every request scheduled during it (no coordinated omission). Each request
 //       is a POST with a --size byte body; the server answers --size bytes.
 //       It also records the service time (actual write -> last byte) and the generator's own
-//       lag (scheduled -> actual write; Node's timers fire up to ~1 ms late).
+//       lag (scheduled -> actual write). Node's timers have a 1 ms granularity, so the schedule
+//       is kept by a worker thread that sleeps with Atomics.wait (sub-millisecond) and posts each
+//       due request to the main thread, which owns the sockets (lag p50 ~0.1 ms instead of ~0.6).
 //       stdout: a line `MEASURE_START` when the warm-up ends, `MEASURE_END` when the last
 //       measured request is scheduled, then one line of JSON with the results.
 //
@@ -21,6 +23,7 @@
 import http from 'node:http';
 import net from 'node:net';
 import { performance } from 'node:perf_hooks';
+import { isMainThread, parentPort, Worker, workerData } from 'node:worker_threads';
 
 function flags(argv: string[]): Record<string, string> {
   const out: Record<string, string> = {};
@@ -235,30 +238,25 @@ async function load(f: Record<string, string>): Promise<void> {
   const interval = 1000 / rate;
   const nWarm = Math.round(warmup * rate);
   const total = nWarm + Math.round(duration * rate);
-  const t0 = performance.now() + 20;
-  let next = 0;
-  let started = false;
+  // Absolute (epoch) milliseconds: the worker's performance.now() has another origin.
+  const t0Abs = performance.timeOrigin + performance.now() + 50;
+  const t0 = t0Abs - performance.timeOrigin;
   let endMark = 0;
-  await new Promise<void>((resolve) => {
-    const tick = () => {
-      const now = performance.now();
-      while (next < total && t0 + next * interval <= now) {
-        if (next === nWarm && !started) {
-          started = true;
-          process.stdout.write('MEASURE_START\n');
-        }
-        gen.submit({ i: next, sched: t0 + next * interval, sent: 0, done: 0, ok: false });
-        next++;
+  await new Promise<void>((resolve, reject) => {
+    const ticker = new Worker(__filename, { workerData: { ticker: true, t0Abs, interval, total } });
+    ticker.on('error', reject);
+    ticker.on('message', (upTo: number) => {
+      // Every request due by now (the worker sends the highest due index).
+      for (let i = gen.reqs.length; i <= upTo && i < total; i++) {
+        if (i === nWarm) process.stdout.write('MEASURE_START\n');
+        gen.submit({ i, sched: t0 + i * interval, sent: 0, done: 0, ok: false });
       }
-      if (next >= total) {
+      if (gen.reqs.length >= total && endMark === 0) {
         endMark = performance.now();
         process.stdout.write('MEASURE_END\n');
         resolve();
-        return;
       }
-      setTimeout(tick, Math.max(0, t0 + next * interval - performance.now()));
-    };
-    setTimeout(tick, 20);
+    });
   });
   const drained = await gen.drained(5000);
   gen.close();
@@ -282,7 +280,24 @@ async function load(f: Record<string, string>): Promise<void> {
   process.stdout.write(`${JSON.stringify(result)}\n`);
 }
 
+/** The schedule keeper (a worker thread): posts the index of each request as it falls due. */
+function ticker(d: { t0Abs: number; interval: number; total: number }): void {
+  const cell = new Int32Array(new SharedArrayBuffer(4));
+  const now = () => performance.timeOrigin + performance.now();
+  for (let i = 0; i < d.total; ) {
+    const wait = d.t0Abs + i * d.interval - now();
+    if (wait > 0.02) Atomics.wait(cell, 0, 0, wait);
+    // Everything due by now, in one message.
+    const due = Math.min(d.total - 1, Math.floor((now() - d.t0Abs) / d.interval));
+    if (due >= i) {
+      parentPort!.postMessage(due);
+      i = due + 1;
+    }
+  }
+}
+
 async function main(): Promise<void> {
+  if (!isMainThread) return ticker(workerData as { t0Abs: number; interval: number; total: number });
   const [cmd, ...rest] = process.argv.slice(2);
   const f = flags(rest);
   if (cmd === 'server') return server(f);

@@ -104,7 +104,8 @@ export class TestNet {
 
 /** A node one-liner HTTP client for inside a pod: prints the body, exits 0 on 2xx. */
 export function httpGetScript(url: string, timeoutMs = 5000): string[] {
-  return ['-e', `fetch(${JSON.stringify(url)}, { signal: AbortSignal.timeout(${timeoutMs}) }).then(async (r) => { process.stdout.write(await r.text()); process.exit(r.ok ? 0 : 2); }, (e) => { process.stderr.write(String(e && (e.cause || e))); process.exit(1); })`];
+  // exitCode 3 first: a request that neither answers nor fails lets the loop drain (the timeout timer is unref'd).
+  return ['-e', `process.exitCode = 3; fetch(${JSON.stringify(url)}, { signal: AbortSignal.timeout(${timeoutMs}) }).then(async (r) => { process.stdout.write(await r.text()); process.exit(r.ok ? 0 : 2); }, (e) => { process.stderr.write(String(e && (e.cause || e))); process.exit(1); })`];
 }
 
 /** A node one-liner HTTP server for inside a pod: answers with a fixed text. */

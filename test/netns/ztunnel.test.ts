@@ -32,7 +32,7 @@ test('ztunnel L4: HBONE between enrolled pods, service VIP and DNS, encrypted wi
   const cp = await startControlPlane({ debounceMs: 20 });
   const tn = new TestNet();
   const dir = tmpDir('zt');
-  const log = createLogger('test', 'silent');
+  const log = createLogger('test', process.env.ZT_TEST_LOG ?? 'silent');
   const agents: CniAgent[] = [];
   const zts: Ztunnel[] = [];
   const etcNetns: string[] = [];
@@ -112,6 +112,7 @@ test('ztunnel L4: HBONE between enrolled pods, service VIP and DNS, encrypted wi
     await waitFor('policy at node-b', () => ztB.state.snapshot.authorizations.has('demo/deny-client'), 10_000);
     r = await tn.execIn(podA.netns, process.execPath, httpGetScript(`http://${podB.ip}:8080`));
     assert.notEqual(r.code, 0, 'denied caller gets no response');
+    assert.equal(r.out, '');
     await cp.admin.delete([{ kind: 'AuthorizationPolicy', namespace: 'demo', name: 'deny-client' }]);
     await waitFor('policy removed', () => !ztB.state.snapshot.authorizations.has('demo/deny-client'), 10_000);
     r = await tn.execIn(podA.netns, process.execPath, httpGetScript(`http://${podB.ip}:8080`));
@@ -137,7 +138,28 @@ test('ztunnel L4: HBONE between enrolled pods, service VIP and DNS, encrypted wi
     assert.notEqual(r.code, 0, 'STRICT refuses plaintext');
     r = await tn.execIn(podA.netns, process.execPath, httpGetScript(`http://${podB.ip}:8080`));
     assert.equal(r.out, 'hello from web', 'mesh callers still get in under STRICT');
-    void ztA;
+
+    // A policy change closes existing connections it now denies.
+    tn.spawnIn(podB.netns, process.execPath, ['-e', "require('net').createServer((c) => c.pipe(c)).listen(9000, '0.0.0.0')"]);
+    await waitFor('echo server', async () => (await tn.execIn(podB.netns, process.execPath, ['-e', "require('net').connect(9000,'127.0.0.1').on('connect',()=>process.exit(0)).on('error',()=>process.exit(1))"])).code === 0, 10_000);
+    const ll = spawn('ip', ['netns', 'exec', podA.netns, process.execPath, '-e', `const c=require('net').connect(9000,${JSON.stringify(podB.ip)});c.on('data',()=>console.log('ready'));c.on('close',()=>{console.log('closed');process.exit(0)});c.on('error',()=>{});c.write('x');setTimeout(()=>{console.log('still open');process.exit(1)},20000);`], { stdio: ['ignore', 'pipe', 'ignore'] });
+    let llOut = '';
+    ll.stdout.on('data', (d: Buffer) => (llOut += d.toString()));
+    await waitFor('long-lived connection', () => llOut.includes('ready'), 10_000);
+    await cp.admin.apply([{ ...deny, metadata: { name: 'deny-client-2', namespace: 'demo' } }]);
+    await new Promise((res) => ll.once('close', res));
+    assert.match(llOut, /closed/, 'the connection the new policy denies is closed');
+    await cp.admin.delete([{ kind: 'AuthorizationPolicy', namespace: 'demo', name: 'deny-client-2' }]);
+
+    // Un-labelling the namespace un-enrols its running pods (rules removed), re-labelling enrols them again.
+    const natOf = (netns: string) => tn.execIn(netns, 'iptables-save', ['-t', 'nat']).then((x) => x.out);
+    assert.match(await natOf(podA.netns), /AMBIT_OUTPUT/);
+    await cp.admin.apply([ns('demo', {})]);
+    await waitFor('client un-enrolled', async () => !/AMBIT_OUTPUT/.test(await natOf(podA.netns)), 15_000);
+    await waitFor('ztunnel released the pod', () => ztA.pods.pods.size === 0, 10_000);
+    await cp.admin.apply([ns('demo', { 'istio.io/dataplane-mode': 'ambient' })]);
+    await waitFor('client enrolled again', async () => /AMBIT_OUTPUT/.test(await natOf(podA.netns)), 15_000);
+    await waitFor('ztunnel took the pod again', () => ztA.pods.pods.size === 1, 10_000);
   } finally {
     for (const z of zts) await z.stop().catch(() => undefined);
     for (const a of agents) await a.stop().catch(() => undefined);
