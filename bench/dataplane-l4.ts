@@ -20,7 +20,7 @@
 // used by processes outside the bench's cluster ("others"); a window where others used more
 // than --idle-threshold cores is retried (--retries) and otherwise marked "disturbed".
 // All traffic stays inside the cluster's own network namespaces.
-import { ChildProcess, spawn } from 'node:child_process';
+import { ChildProcess, spawn, spawnSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import fs from 'node:fs';
 import os from 'node:os';
@@ -362,14 +362,14 @@ interface IperfRun {
   ztunnelCpuSPerGiB: Record<string, number>;
 }
 
-async function iperf(mode: Mode, seconds: number, omit: number, w?: { start(): void; stop(): void }): Promise<IperfRun> {
+async function iperf(mode: Mode, seconds: number, w?: { start(): void; stop(): void }): Promise<IperfRun> {
   const p = pods[mode];
   const c0 = zCpu();
   w?.start();
-  const r = await inPod(p.client, ['iperf3', '-c', p.iperf.ip, '-p', '5201', '-t', String(seconds), '-O', String(omit), '-J'], (seconds + omit + 30) * 1000);
+  const r = await inPod(p.client, ['iperf3', '-c', p.iperf.ip, '-p', '5201', '-t', String(seconds), '-J'], (seconds + 30) * 1000);
   w?.stop();
   const c1 = zCpu();
-  let j: { error?: string; end?: { sum_received?: { bits_per_second: number; bytes: number }; sum_sent?: { retransmits?: number } } };
+  let j: { error?: string; end?: { sum_received?: { bits_per_second: number; bytes: number; seconds: number }; sum_sent?: { retransmits?: number } } };
   try {
     j = JSON.parse(r.stdout) as typeof j;
   } catch {
@@ -378,7 +378,7 @@ async function iperf(mode: Mode, seconds: number, omit: number, w?: { start(): v
   if (j.error || !j.end?.sum_received) throw new Error(`iperf3 (${mode}): ${j.error ?? 'no result'}`);
   const bps = j.end.sum_received.bits_per_second;
   const cpu = zCpuDelta(c0, c1);
-  const gib = (bps / 8) * seconds / 2 ** 30; // bytes moved in the measured seconds (the omitted warm-up is not counted)
+  const gib = j.end.sum_received.bytes / 2 ** 30;
   return {
     gbps: round(bps / 1e9, 2),
     mbytesPerS: round(bps / 8 / 1e6, 0),
@@ -492,7 +492,7 @@ async function warm(mode: Mode): Promise<void> {
   }
   for (;;) {
     try {
-      await iperf(mode, 1, 0);
+      await iperf(mode, 1);
       break;
     } catch (err) {
       lastErr = (err as Error).message;
@@ -572,32 +572,61 @@ async function rssScenario(counts: number[]): Promise<{ points: RssPoint[]; afte
 interface ProfNode {
   id: number;
   callFrame: { functionName: string; url: string; lineNumber: number };
-  hitCount?: number;
+  children?: number[];
 }
 
-function profileTop(file: string, n = 20): { totalMs: number; top: Array<{ selfMs: number; pct: number; fn: string }>; byArea: Array<{ area: string; selfMs: number; pct: number }> } {
+interface ProfileSummary {
+  totalMs: number;
+  /** Self time per function. */
+  top: Array<{ selfMs: number; pct: number; fn: string }>;
+  /** Self time per area: a Node core module, a package, a directory of Ambit, or V8's (program)/(garbage collector). */
+  byArea: Array<{ area: string; selfMs: number; pct: number }>;
+  /** Inclusive time (self + callees) of Ambit's own functions. */
+  ambitInclusive: Array<{ ms: number; pct: number; fn: string }>;
+}
+
+function profileTop(file: string, n = 20): ProfileSummary {
   const p = JSON.parse(fs.readFileSync(file, 'utf8')) as { nodes: ProfNode[]; samples: number[]; timeDeltas: number[] };
   const byId = new Map(p.nodes.map((x) => [x.id, x]));
+  const parent = new Map<number, number>();
+  for (const x of p.nodes) for (const c of x.children ?? []) parent.set(c, x.id);
   const self = new Map<number, number>();
   for (let i = 0; i < p.samples.length; i++) self.set(p.samples[i], (self.get(p.samples[i]) ?? 0) + (p.timeDeltas[i] ?? 0));
+  const short = (url: string) => url.replace(/^file:\/\//, '').replace(/^.*\/(dist|node_modules)\//, '$1/');
+  const keyOf = (cf: ProfNode['callFrame']) => `${cf.functionName || '(anonymous)'}${cf.url ? ` ${short(cf.url)}:${cf.lineNumber + 1}` : ''}`;
+  const areaOf = (cf: ProfNode['callFrame']) => {
+    if (cf.url === '') return cf.functionName.startsWith('(') ? cf.functionName : '(native)';
+    if (cf.url.startsWith('node:')) return cf.url.replace(/^node:(internal\/)?/, 'node:').split('/').slice(0, 2).join('/');
+    const pkg = /node_modules\/((@[^/]+\/)?[^/]+)/.exec(cf.url)?.[1];
+    return pkg ?? short(cf.url).replace(/^dist\//, '').split('/').slice(0, 2).join('/');
+  };
   const fns = new Map<string, number>();
   const areas = new Map<string, number>();
+  const incl = new Map<string, number>();
   let total = 0;
   for (const [id, us] of self) {
     const cf = byId.get(id)!.callFrame;
     if (cf.functionName === '(idle)') continue;
     total += us;
-    const file = cf.url.replace(/^file:\/\//, '').replace(/^.*\/(dist|node_modules)\//, '$1/');
-    const key = `${cf.functionName || '(anonymous)'} ${file ? `${file}:${cf.lineNumber + 1}` : ''}`.trim();
-    fns.set(key, (fns.get(key) ?? 0) + us);
-    const area = cf.url === '' ? cf.functionName.startsWith('(') ? cf.functionName : '(native/builtin)' : cf.url.startsWith('node:') ? cf.url.replace(/^node:(internal\/)?/, 'node:').split('/').slice(0, 2).join('/') : /node_modules\/([^/]+)/.exec(cf.url)?.[1] ?? file.replace(/^dist\//, '').split('/').slice(0, 2).join('/');
-    areas.set(area, (areas.get(area) ?? 0) + us);
+    fns.set(keyOf(cf), (fns.get(keyOf(cf)) ?? 0) + us);
+    areas.set(areaOf(cf), (areas.get(areaOf(cf)) ?? 0) + us);
+    const seen = new Set<string>();
+    for (let cur: number | undefined = id; cur !== undefined; cur = parent.get(cur)) {
+      const c = byId.get(cur)!.callFrame;
+      if (!c.url.includes('/dist/') || c.url.includes('/dist/bench/')) continue;
+      const k = keyOf(c);
+      if (seen.has(k)) continue;
+      seen.add(k);
+      incl.set(k, (incl.get(k) ?? 0) + us);
+    }
   }
-  const fmt = (m: Map<string, number>) => [...m.entries()].sort((a, b) => b[1] - a[1]).slice(0, n);
+  const topOf = (m: Map<string, number>) => [...m.entries()].sort((a, b) => b[1] - a[1]).slice(0, n);
+  const pct = (us: number) => round((100 * us) / Math.max(1, total), 1);
   return {
     totalMs: Math.round(total / 1000),
-    top: fmt(fns).map(([fn, us]) => ({ selfMs: Math.round(us / 1000), pct: round((100 * us) / total, 1), fn })),
-    byArea: fmt(areas).map(([area, us]) => ({ area, selfMs: Math.round(us / 1000), pct: round((100 * us) / total, 1) })),
+    top: topOf(fns).map(([fn, us]) => ({ selfMs: Math.round(us / 1000), pct: pct(us), fn })),
+    byArea: topOf(areas).map(([area, us]) => ({ area, selfMs: Math.round(us / 1000), pct: pct(us) })),
+    ambitInclusive: topOf(incl).map(([fn, us]) => ({ ms: Math.round(us / 1000), pct: pct(us), fn })),
   };
 }
 
@@ -605,6 +634,39 @@ function profileTop(file: string, n = 20): { totalMs: number; top: Array<{ selfM
 
 function fmtNodes(r: Record<string, number>, unit = ''): string {
   return Object.entries(r).map(([k, v]) => `${k} ${v}${unit}`).join(', ');
+}
+
+const profiles: Record<string, Record<string, unknown>> = {};
+
+/** With --cpu-prof: profiles both ztunnels over `fn` (SIGUSR2 starts, SIGUSR2 stops and writes). */
+async function profiled<T>(scenario: string, fn: () => Promise<T>): Promise<T> {
+  if (!F.cpuProf || !scenario.includes('-mesh-')) return fn();
+  const dir = path.resolve(F.cpuProf);
+  for (const z of ztunnels) process.kill(z.pid, 'SIGUSR2');
+  try {
+    return await fn();
+  } finally {
+    for (const z of ztunnels) process.kill(z.pid, 'SIGUSR2');
+    profiles[scenario] = {};
+    for (const z of ztunnels) {
+      const f = path.join(dir, `cpu-${z.pid}.cpuprofile`);
+      const end = Date.now() + 20_000;
+      while (!fs.existsSync(f) && Date.now() < end) await sleep(200);
+      if (!fs.existsSync(f)) {
+        profiles[scenario][z.node] = { error: `ztunnel ${z.node} wrote no profile` };
+        continue;
+      }
+      const to = path.join(dir, `ztunnel-${z.node}-${scenario}.cpuprofile`);
+      fs.renameSync(f, to);
+      profiles[scenario][z.node] = { file: to, ...profileTop(to) };
+    }
+  }
+}
+
+/** Same settings in every traffic pod of both modes: TIME_WAIT sockets of the connection-rate runs must not exhaust ports. */
+function podSysctls(p: PodInfo): void {
+  const r = spawnSync('ip', ['netns', 'exec', p.netns, 'sysctl', '-q', '-w', 'net.ipv4.tcp_tw_reuse=1', 'net.ipv4.ip_local_port_range=16000 65000'], { encoding: 'utf8' });
+  if (r.status !== 0) throw new Error(`sysctl in ${p.netns}: ${r.stderr}`);
 }
 
 runBench('dataplane-l4', F.timeout * 1000, async () => {
@@ -634,13 +696,18 @@ runBench('dataplane-l4', F.timeout * 1000, async () => {
 
   if (F.cpuProf) {
     fs.mkdirSync(F.cpuProf, { recursive: true });
+    // Node 20 refuses --cpu-prof in NODE_OPTIONS: a preloaded module profiles on SIGUSR2 instead.
     // Only the processes `up` starts (supervisor, control plane, agents, ztunnels) inherit it.
-    process.env.NODE_OPTIONS = `${process.env.NODE_OPTIONS ?? ''} --cpu-prof --cpu-prof-dir=${path.resolve(F.cpuProf)}`.trim();
+    process.env.NODE_OPTIONS = `${process.env.NODE_OPTIONS ?? ''} --require ${path.join(__dirname, 'cpu-profile-preload.js')}`.trim();
+    process.env.AMBIT_BENCH_CPU_PROF_DIR = path.resolve(F.cpuProf);
   }
   log(`bringing up cluster ${name} (2 hosts) in ${clusterDir}`);
   const loadAtStart = loadAverage();
   await up({ dir: clusterDir, name, nodes: 2, logLevel: F.logLevel, progress: (l) => log(`  ${l}`) });
-  if (F.cpuProf) delete process.env.NODE_OPTIONS;
+  if (F.cpuProf) {
+    delete process.env.NODE_OPTIONS;
+    delete process.env.AMBIT_BENCH_CPU_PROF_DIR;
+  }
   const st = await status({ dir: clusterDir });
   supervisorPid = st?.supervisor.pid;
   await refreshZtunnels();
@@ -671,6 +738,7 @@ runBench('dataplane-l4', F.timeout * 1000, async () => {
     const iperfPod = await podRun({ dir: clusterDir, name: 'iperf', namespace: ns, node: 'node2', command: ['iperf3', '-s', '-p', '5201'], cwd: '/' });
     const client = await podRun({ dir: clusterDir, name: 'client', namespace: ns, node: 'node1', command: ['sleep', 'infinity'], cwd: '/' });
     pods[mode] = { client, http, iperf: iperfPod };
+    for (const p of [client, http, iperfPod]) podSysctls(p);
     const want = mode === 'mesh';
     for (const p of [http, iperfPod, client]) {
       const g = podGet({ dir: clusterDir, name: p.name, namespace: ns });
@@ -700,7 +768,7 @@ runBench('dataplane-l4', F.timeout * 1000, async () => {
     const runs: Array<{ mode: Mode; rep: number; attempts: Array<Attempt<IperfRun>> }> = [];
     for (let rep = 0; rep < F.repeats; rep++) {
       for (const mode of order(rep)) {
-        const attempts = await measured(`throughput ${mode} #${rep + 1}`, (w) => iperf(mode, F.iperfSeconds, 1, w));
+        const attempts = await profiled(`throughput-${mode}-${rep + 1}`, () => measured(`throughput ${mode} #${rep + 1}`, (w) => iperf(mode, F.iperfSeconds, w)));
         runs.push({ mode, rep, attempts });
         const a = attempts[0];
         log(`throughput ${mode.padEnd(6)} #${rep + 1}: ${a.value.gbps} Gbit/s (${a.value.mbytesPerS} MB/s), retransmits ${a.value.retransmits}, ztunnel CPU-s ${fmtNodes(a.value.ztunnelCpuS)}; others ${a.window.othersCores} cores${a.disturbed ? ' DISTURBED' : ''}`);
@@ -720,7 +788,7 @@ runBench('dataplane-l4', F.timeout * 1000, async () => {
     const m = med('mesh');
     const ratio = round(m.gbps / nm.gbps, 3);
     result.throughput = {
-      tool: `iperf3 -c <server> -t ${F.iperfSeconds} -O 1 -J (one TCP flow; receiver-side rate)`,
+      tool: `iperf3 -c <server> -p 5201 -t ${F.iperfSeconds} -J (one TCP flow; receiver-side rate)`,
       nomesh: nm, mesh: m, ratio, target: { minRatio: 0.35, met: ratio >= 0.35 },
       runs: runs.map((r) => ({ mode: r.mode, rep: r.rep + 1, ...r.attempts[0].value, window: r.attempts[0].window, disturbed: r.attempts[0].disturbed, discardedAttempts: r.attempts.slice(1).map((x) => ({ gbps: x.value.gbps, window: x.window })) })),
     };
@@ -731,7 +799,7 @@ runBench('dataplane-l4', F.timeout * 1000, async () => {
     const runs: Array<{ mode: Mode; rep: number; attempts: Array<Attempt<LatencyRun>> }> = [];
     for (let rep = 0; rep < F.repeats; rep++) {
       for (const mode of order(rep)) {
-        const attempts = await measured(`latency ${mode} #${rep + 1}`, (w) => loadRun(mode, F.rate, F.latencySeconds, F.warmup, w));
+        const attempts = await profiled(`latency-${mode}-${rep + 1}`, () => measured(`latency ${mode} #${rep + 1}`, (w) => loadRun(mode, F.rate, F.latencySeconds, F.warmup, w)));
         runs.push({ mode, rep, attempts });
         const a = attempts[0].value;
         log(`latency ${mode.padEnd(6)} #${rep + 1}: ${a.completed}/${a.scheduled} ok at ${a.achievedRate}/s; from schedule p50/p90/p99 ${a.latencyUs.p50}/${a.latencyUs.p90}/${a.latencyUs.p99} us; service p50/p99 ${a.serviceUs.p50}/${a.serviceUs.p99} us; lag p50 ${a.lagUs.p50} us; ztunnel CPU-s/1000 req ${fmtNodes(a.ztunnelCpuSPer1000Req)}; others ${attempts[0].window.othersCores}${attempts[0].disturbed ? ' DISTURBED' : ''}`);
@@ -780,7 +848,7 @@ runBench('dataplane-l4', F.timeout * 1000, async () => {
       const runs: Array<{ mode: Mode; rep: number; attempts: Array<Attempt<ConnRun>> }> = [];
       for (let rep = 0; rep < F.repeats; rep++) {
         for (const mode of order(rep)) {
-          const attempts = await measured(`connrate c${conc} ${mode} #${rep + 1}`, (w) => connRun(mode, conc, F.connSeconds, w));
+          const attempts = await profiled(`connrate-c${conc}-${mode}-${rep + 1}`, () => measured(`connrate c${conc} ${mode} #${rep + 1}`, (w) => connRun(mode, conc, F.connSeconds, w)));
           runs.push({ mode, rep, attempts });
           const a = attempts[0].value;
           log(`connrate c=${conc} ${mode.padEnd(6)} #${rep + 1}: ${a.connPerS} conn/s (${a.requests} in ${F.connSeconds} s, errors ${JSON.stringify(a.socketErrors)}, non-2xx ${a.non2xx}); ztunnel CPU-s/1000 conn ${fmtNodes(a.ztunnelCpuSPer1000Conn)}; others ${attempts[0].window.othersCores}${attempts[0].disturbed ? ' DISTURBED' : ''}`);
@@ -815,21 +883,32 @@ runBench('dataplane-l4', F.timeout * 1000, async () => {
     const at100 = r.points.find((p) => p.enrolledPods === Math.max(...rssCounts));
     if (at100) (result.rss as Record<string, unknown>).target = { pods: at100.enrolledPods, maxMiB: 80, rssMiB: at100.node1.rssMiB, met: at100.node1.rssMiB <= 80 };
   }
+  // What the ztunnels complained about (warnings and errors in their logs).
+  result.ztunnelLogs = Object.fromEntries(ztunnels.map((z) => {
+    const file = path.join(clusterDir, 'logs', `${z.node}-ztunnel.log`);
+    let lines: string[] = [];
+    try {
+      lines = fs.readFileSync(file, 'utf8').split('\n');
+    } catch {
+      // no log
+    }
+    const msgs = new Map<string, number>();
+    let access = 0;
+    for (const l of lines) {
+      const m = /"level":(\d+)/.exec(l);
+      if (!m) continue;
+      if (l.includes('"type":"access"')) access++;
+      if (Number(m[1]) < 40) continue;
+      const msg = /"msg":"([^"]*)"/.exec(l)?.[1] ?? l.slice(0, 120);
+      const err = /"err":"([^"]{0,160})/.exec(l)?.[1];
+      const k = err ? `${msg}: ${err}` : msg;
+      msgs.set(k, (msgs.get(k) ?? 0) + 1);
+    }
+    return [z.node, { accessLogLines: access, warningsAndErrors: [...msgs.entries()].map(([msg, count]) => ({ count, msg })) }];
+  }));
   result.durationS = round((Date.now() - t0) / 1000, 0);
 
-  // Profiles are written when the ztunnels exit: tear down first.
-  if (F.cpuProf) {
-    const pids = new Set(ztunnels.map((z) => z.pid));
-    await teardown();
-    const files = fs.readdirSync(F.cpuProf).filter((f) => f.endsWith('.cpuprofile'));
-    const profiles: Record<string, unknown> = {};
-    for (const z of ztunnels) {
-      const f = files.find((x) => x.split('.')[3] === String(z.pid));
-      profiles[z.node] = f ? { file: path.join(F.cpuProf, f), ...profileTop(path.join(F.cpuProf, f)) } : { error: `no profile for pid ${z.pid} in ${F.cpuProf} (the ztunnel did not exit normally?)` };
-    }
-    void pids;
-    result.cpuProfiles = profiles;
-  }
+  if (F.cpuProf) result.cpuProfiles = profiles;
 
   report(result);
 });
@@ -878,15 +957,18 @@ function report(r: Record<string, unknown>): void {
     if (x && x.nomesh.disturbedRuns + x.mesh.disturbedRuns > 0) disturbed.push(`${key}: ${x.nomesh.disturbedRuns + x.mesh.disturbedRuns} run(s)`);
   }
   process.stdout.write(disturbed.length ? `disturbed by other processes (> ${F.idleThreshold} cores): ${disturbed.join(', ')}\n` : `no measured window was disturbed by other processes (> ${F.idleThreshold} cores)\n`);
-  const prof = r.cpuProfiles as undefined | Record<string, { top?: Array<{ selfMs: number; pct: number; fn: string }>; byArea?: Array<{ area: string; pct: number }>; totalMs?: number; error?: string }>;
-  if (prof) {
-    for (const [node, p] of Object.entries(prof)) {
+  type Prof = Partial<ProfileSummary> & { error?: string };
+  const prof = r.cpuProfiles as undefined | Record<string, Record<string, Prof>>;
+  for (const [scenario, byNode] of Object.entries(prof ?? {})) {
+    if (!scenario.endsWith('-1')) continue; // first repeat only; every profile is in the JSON
+    for (const [node, p] of Object.entries(byNode)) {
       if (!p.top) {
-        process.stdout.write(`\nztunnel ${node} profile: ${p.error}\n`);
+        process.stdout.write(`\n${scenario}, ztunnel ${node}: ${p.error}\n`);
         continue;
       }
-      process.stdout.write(`\nztunnel ${node} CPU profile (${p.totalMs} ms of non-idle samples), self time by area: ${p.byArea!.slice(0, 10).map((a) => `${a.area} ${a.pct}%`).join(', ')}\n`);
-      for (const f of p.top.slice(0, 15)) process.stdout.write(`  ${String(f.pct).padStart(5)}%  ${String(f.selfMs).padStart(6)} ms  ${f.fn}\n`);
+      process.stdout.write(`\n${scenario}, ztunnel ${node} CPU profile (${p.totalMs} ms non-idle); self time by area: ${p.byArea!.slice(0, 8).map((a) => `${a.area} ${a.pct}%`).join(', ')}\n`);
+      for (const f of p.top.slice(0, 12)) process.stdout.write(`  ${String(f.pct).padStart(5)}%  ${String(f.selfMs).padStart(6)} ms  ${f.fn}\n`);
+      process.stdout.write(`  Ambit functions, inclusive: ${(p.ambitInclusive ?? []).slice(0, 8).map((f) => `${f.fn} ${f.pct}%`).join('; ')}\n`);
     }
   }
 }

@@ -5,8 +5,9 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 # iproute2/iptables: the data plane and the local multi-host cluster (network namespaces);
-# containernetworking-plugins: the reference bridge + host-local CNI plugins (/usr/lib/cni) ambit-cni chains after.
-DEB_PACKAGES=(iproute2 iptables containernetworking-plugins tcpdump)
+# containernetworking-plugins: the reference bridge + host-local CNI plugins (/usr/lib/cni) ambit-cni chains after;
+# iperf3, wrk: the L4 data plane benchmark (bench/dataplane-l4.ts).
+DEB_PACKAGES=(iproute2 iptables containernetworking-plugins tcpdump iperf3 wrk)
 missing=()
 for p in "${DEB_PACKAGES[@]}"; do dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p"); done
 if [ "${#missing[@]}" -gt 0 ]; then

@@ -1,3 +1,4 @@
+import fs from 'node:fs';
 import http from 'node:http';
 import { AmbitClient } from '../lib/api/client';
 import { dialFromConfig, loadClientConfig } from '../lib/api/client-config';
@@ -62,7 +63,9 @@ export class Ztunnel {
   async start(): Promise<void> {
     const cfg = loadClientConfig(this.o.credentialFile);
     this.client = new AmbitClient(dialFromConfig(cfg));
-    this.secrets = new SecretManager(this.client, {
+    // The agent renews the node certificate in place; the CA calls always use the current client.
+    const source = { createCertificate: (csr: string, ns: string, sa: string) => this.client.createCertificate(csr, ns, sa) };
+    this.secrets = new SecretManager(source, {
       trustDomain: this.o.trustDomain,
       onRotate: (svid) => this.pods?.rotated(svid),
       onError: (id, err) => this.log.warn({ identity: id, err: err.message }, 'certificate fetch failed; retrying with backoff'),
@@ -74,20 +77,8 @@ export class Ztunnel {
       trustDomain: this.o.trustDomain, secrets: this.secrets, outbound, inbound, dns, metrics: this.metrics, log: this.log,
       network: this.o.network ?? ((netns) => new NetnsPodNetwork(netns)),
     });
-    this.xds = new XdsClient(this.client, {
-      subscriber: { type: 'ztunnel', name: this.o.node },
-      onUpdate: (u) => {
-        try {
-          this.state.apply(u);
-        } catch (err) {
-          this.metrics.xdsNacks.inc();
-          this.log.warn({ err: (err as Error).message }, 'refused a configuration update; keeping the last good one');
-          throw err;
-        }
-      },
-      onError: (err) => this.log.warn({ err: err.message }, 'control plane stream failed; serving the last good configuration and retrying'),
-    });
-    this.xds.start();
+    this.startXds();
+    fs.watchFile(this.o.credentialFile, { interval: 10_000 }, () => this.reloadCredential());
     this.agent = new AgentLink(this.o.agentSocket, (m) => this.onAgent(m), this.log);
     this.agent.start();
     const adminDeps = { node: this.o.node, state: this.state, secrets: this.secrets, pods: this.pods, ready: () => this.state.synced, quit: () => void this.stop() };
@@ -101,6 +92,40 @@ export class Ztunnel {
     });
     this.metricsPort = await listen(this.metricsServer, this.o.metricsAddress);
     this.log.info({ admin: this.o.adminAddress, metrics: this.o.metricsAddress, agent: this.o.agentSocket }, 'ztunnel started');
+  }
+
+  private startXds(known?: Map<string, string>): void {
+    this.xds = new XdsClient(this.client, {
+      subscriber: { type: 'ztunnel', name: this.o.node },
+      onUpdate: (u) => {
+        try {
+          this.state.apply(u);
+        } catch (err) {
+          this.metrics.xdsNacks.inc();
+          this.log.warn({ err: (err as Error).message }, 'refused a configuration update; keeping the last good one');
+          throw err;
+        }
+      },
+      onError: (err) => this.log.warn({ err: err.message }, 'control plane stream failed; serving the last good configuration and retrying'),
+    });
+    if (known) for (const [k, v] of known) this.xds.versions.set(k, v);
+    this.xds.start();
+  }
+
+  /** A renewed node certificate: reconnect with it, announcing what we already hold. */
+  private reloadCredential(): void {
+    try {
+      const cfg = loadClientConfig(this.o.credentialFile);
+      const old = this.client;
+      this.client = new AmbitClient(dialFromConfig(cfg));
+      const known = new Map(this.xds.versions);
+      this.xds.stop();
+      this.startXds(known);
+      old.close();
+      this.log.info('node credential changed; reconnected with it');
+    } catch (err) {
+      this.log.warn({ err: (err as Error).message }, 'node credential changed but cannot be loaded; keeping the current one');
+    }
   }
 
   private async onAgent(m: AgentMessage): Promise<void> {
@@ -117,6 +142,7 @@ export class Ztunnel {
     const end = Date.now() + this.o.drainMs;
     while (this.pods && this.pods.activeConnections() > 0 && Date.now() < end) await new Promise((r) => setTimeout(r, 50));
     this.pods?.closeAll();
+    fs.unwatchFile(this.o.credentialFile);
     this.xds?.stop();
     this.secrets?.stop();
     this.hbone.close();

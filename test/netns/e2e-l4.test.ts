@@ -67,10 +67,13 @@ test('L4 mesh on two hosts: service name via the DNS proxy, TLS on the wire, pri
 
     // By name, through the ztunnel's DNS proxy and the service VIP, across hosts.
     const get = async (url: string) => {
-      const r = await podExec({ ...co, name: 'client', namespace: 'demo', command: [process.execPath, '-e', `process.exitCode = 3; fetch(${JSON.stringify(url)}, {signal: AbortSignal.timeout(5000)}).then(async r => { process.stdout.write(await r.text()); }, e => { process.stderr.write(String(e.cause || e)); process.exit(1); })`], timeoutMs: 20_000 });
+      const r = await podExec({ ...co, name: 'client', namespace: 'demo', command: [process.execPath, '-e', `process.exitCode = 3; fetch(${JSON.stringify(url)}, {signal: AbortSignal.timeout(5000)}).then(async r => { process.stdout.write(await r.text()); process.exitCode = r.ok ? 0 : 2; }, e => { process.stderr.write(String(e.cause || e)); process.exit(1); })`], timeoutMs: 20_000 });
       return r.code === 0 ? r.stdout : `FAILED: ${r.stderr}`;
     };
-    assert.equal(await eventually('first request', 30_000, async () => ((await get('http://web/')) === 'hello from web' ? 'hello from web' : undefined)), 'hello from web');
+    let lastAnswer = '';
+    await eventually('first request', 60_000, async () => (lastAnswer = await get('http://web/')) === 'hello from web').catch((err: Error) => {
+      throw new Error(`${err.message}; last answer: ${lastAnswer}`);
+    });
 
     // The link between the hosts carries TLS to 15008, never the payload.
     const capFile = path.join(co.dir, 'cap.txt');
