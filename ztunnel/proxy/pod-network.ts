@@ -3,6 +3,8 @@ import dgram from 'node:dgram';
 import * as native from '../../lib/native';
 import { ZTUNNEL_MARK } from '../../lib/api/node-protocol';
 
+const CONNECT_TIMEOUT_MS = 10_000;
+
 /**
  * Sockets on behalf of one pod: listeners inside its netns, and upstream connections
  * from inside its netns (so traffic leaves with the pod's address) marked so the pod's
@@ -41,7 +43,13 @@ export class NetnsPodNetwork implements PodNetwork {
   }
 
   connect(host: string, port: number): net.Socket {
-    return native.connectMarked({ netns: this.netns, host, port, mark: ZTUNNEL_MARK, allowHalfOpen: true });
+    const s = native.connectMarked({ netns: this.netns, host, port, mark: ZTUNNEL_MARK, allowHalfOpen: true });
+    // An unanswered SYN would otherwise hold the connection (and its client) for ~2 minutes.
+    const t = setTimeout(() => s.destroy(Object.assign(new Error(`connect ${host}:${port} timed out after ${CONNECT_TIMEOUT_MS} ms`), { code: 'ETIMEDOUT' })), CONNECT_TIMEOUT_MS);
+    t.unref();
+    s.once('connect', () => clearTimeout(t));
+    s.once('close', () => clearTimeout(t));
+    return s;
   }
 
   originalDst(socket: net.Socket): { address: string; port: number } {
