@@ -1,6 +1,6 @@
 import { Command, Option, InvalidArgumentError } from 'commander';
 import { AmbitClient } from '../lib/api/client';
-import { dialFromConfig, loadClientConfig } from '../lib/api/client-config';
+import { defaultConfigPath, dialFromConfig, loadClientConfig } from '../lib/api/client-config';
 import { ApiError } from '../lib/api/errors';
 import { parseDurationMs } from '../lib/api/meta';
 import { KINDS, resolveKind, validateResource } from '../lib/api/registry';
@@ -93,7 +93,14 @@ export function buildProgram(out: (s: string) => void = (s) => process.stdout.wr
   program
     .command('version')
     .description('print the client version (and the server address in use, if configured)')
-    .action(() => out(`ambit ${VERSION} (node ${process.version})\n`));
+    .action(() => {
+      out(`ambit ${VERSION} (node ${process.version})\n`);
+      try {
+        out(`server: ${loadClientConfig().server} (credential ${defaultConfigPath()})\n`);
+      } catch {
+        out('server: not configured (set AMBIT_CONFIG or ~/.ambit/config)\n');
+      }
+    });
 
   program
     .command('apply')

@@ -11,6 +11,9 @@ export AMBIT_CONFIG="$AMBIT_DEV_DIR/admin.yaml"
 ambit dev up --nodes 2
 ambit apply -f deploy/examples/
 ambit apply -f deploy/demo/
+echo
+ambit get services -A -o wide
+echo
 
 # Fresh pods on every run: web on node2, client on node1.
 ambit dev pod delete web client -n hello >/dev/null 2>&1 || true
