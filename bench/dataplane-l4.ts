@@ -167,12 +167,11 @@ class CpuWatch {
     return out;
   }
 
-  /** Per-PID CPU ticks, split into ours / kernel threads / others. */
-  snapshot(): { at: number; m: { busy: number; steal: number }; ours: Map<number, ProcCpu>; kthreads: Map<number, ProcCpu>; others: Map<number, ProcCpu> } {
+  /** Per-PID CPU ticks of ours and of kernel threads, and the machine's counters. */
+  snapshot(): { at: number; m: { busy: number; steal: number }; ours: Map<number, ProcCpu>; kthreads: Map<number, ProcCpu> } {
     const inodes = this.inodes();
     const ours = new Map<number, ProcCpu>();
     const kthreads = new Map<number, ProcCpu>();
-    const others = new Map<number, ProcCpu>();
     const special = new Set([process.pid, this.supervisorPid() ?? -1]);
     const m = machineTicks();
     for (const e of fs.readdirSync('/proc')) {
@@ -195,9 +194,8 @@ class CpuWatch {
         continue;
       }
       if (inodes.has(ns)) ours.set(pid, { ticks: st.ticks, childTicks: 0 });
-      else others.set(pid, { ticks: st.ticks, childTicks: st.childTicks });
     }
-    return { at: Date.now(), m, ours, kthreads, others };
+    return { at: Date.now(), m, ours, kthreads };
   }
 
   static delta(a: Map<number, ProcCpu>, b: Map<number, ProcCpu>): number {
@@ -212,28 +210,28 @@ class CpuWatch {
 
 interface Window {
   wallS: number;
-  /** Cores used on average during the window. */
+  /** Cores used on average during the window by the bench's cluster (its netns), the bench and the cluster's supervisor. */
   oursCores: number;
+  /** Everything else the machine was busy with (user, system, irq): other people's work. */
   othersCores: number;
+  /** Kernel threads (ksoftirqd, kworkers), whoever caused them: not counted in either. */
   kernelThreadCores: number;
   stealCores: number;
-  /** Machine busy time not attributed to any process seen at both ends (short-lived or irq). */
-  unattributedCores: number;
 }
 
 function windowOf(a: ReturnType<CpuWatch['snapshot']>, b: ReturnType<CpuWatch['snapshot']>): Window {
   const wall = Math.max(0.001, (b.at - a.at) / 1000);
   const ours = CpuWatch.delta(a.ours, b.ours) / CLOCK_TICKS;
-  const others = CpuWatch.delta(a.others, b.others) / CLOCK_TICKS;
   const kth = CpuWatch.delta(a.kthreads, b.kthreads) / CLOCK_TICKS;
   const busy = (b.m.busy - a.m.busy) / CLOCK_TICKS;
+  // The residual, not a sum over other processes: a parent's cutime jumps by the whole life of a
+  // child it reaps, which would count minutes of someone's test run into a 2 s window.
   return {
     wallS: round(wall, 2),
     oursCores: round(ours / wall, 2),
-    othersCores: round(Math.max(0, others) / wall, 2),
+    othersCores: round(Math.max(0, busy - ours - kth) / wall, 2),
     kernelThreadCores: round(kth / wall, 2),
     stealCores: round((b.m.steal - a.m.steal) / CLOCK_TICKS / wall, 2),
-    unattributedCores: round(Math.max(0, busy - ours - others - kth) / wall, 2),
   };
 }
 

@@ -19,6 +19,7 @@ import { buildGrpcServer } from './server/grpc-server';
 import { ResourceApi } from './server/resource-api';
 import { InMemoryCertificateProvider, optionalClientCertCredentials } from './server/server-credentials';
 import { SqliteStore } from './store/store-sqlite';
+import { lockDataDir } from './store/data-dir-lock';
 import type { Store } from './store/store';
 
 export interface ControlPlaneOptions {
@@ -67,6 +68,7 @@ export class ControlPlane {
   private discovery?: DiscoveryServer;
   private store?: Store;
   private ready = false;
+  private unlock?: () => void;
   readonly metrics = new ControlPlaneMetrics();
   readonly log: Logger;
 
@@ -79,6 +81,7 @@ export class ControlPlane {
     if (!isValidTrustDomain(o.trustDomain)) throw new Error(`invalid trust domain "${o.trustDomain}": lowercase letters, digits, ".", "-" and "_" only`);
     const allocator = new ClusterIpAllocator(o.serviceCidr);
     fs.mkdirSync(o.dataDir, { recursive: true, mode: 0o700 });
+    this.unlock = lockDataDir(o.dataDir);
     const store = new SqliteStore(o.dataDir);
     this.store = store;
     this.metrics.storeRevision.set(store.revision);
@@ -178,6 +181,7 @@ export class ControlPlane {
     this.httpServer?.closeAllConnections();
     await this.signer?.close();
     this.store?.close();
+    this.unlock?.();
   }
 }
 

@@ -41,3 +41,19 @@ test('store: revisions increase, survive a reopen, and optimistic concurrency re
     fs.rmSync(dir, { recursive: true, force: true });
   }
 });
+
+test('data dir lock: a live control plane keeps its data dir; a stale lock is taken over', async () => {
+  const { lockDataDir } = await import('../../controlplane/store/data-dir-lock');
+  const dir = tmpDir('lock');
+  try {
+    fs.writeFileSync(`${dir}/controlplane.lock`, String(process.ppid));
+    assert.throws(() => lockDataDir(dir), new RegExp(`another control plane \\(pid ${process.ppid}\\) is using`));
+    fs.writeFileSync(`${dir}/controlplane.lock`, '999999999');
+    const unlock = lockDataDir(dir);
+    assert.equal(fs.readFileSync(`${dir}/controlplane.lock`, 'utf8'), String(process.pid));
+    unlock();
+    assert.equal(fs.existsSync(`${dir}/controlplane.lock`), false);
+  } finally {
+    fs.rmSync(dir, { recursive: true, force: true });
+  }
+});
