@@ -19,8 +19,6 @@ export interface HboneServerOptions {
   rootPem: string;
   /** Called once per CONNECT stream; answer with `stream.respond({':status': ...})`. */
   onTunnel: (ctx: TunnelContext, stream: http2.ServerHttp2Stream) => void;
-  /** Streams per session that may be reset within a second before the session is dropped. */
-  maxResetsPerSecond?: number;
 }
 
 const identities = new PeerIdentityCache();
