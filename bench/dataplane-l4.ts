@@ -842,6 +842,8 @@ runBench('dataplane-l4', F.timeout * 1000, async () => {
   // 5. New connections per second.
   if (!skip.has('connrate')) {
     const out: Record<string, unknown> = {};
+    // Unmeasured warm-up: the first thousands of connections through a ztunnel run cold (JIT) code.
+    for (const mode of MODES) await connRun(mode, 8, 3);
     for (const conc of F.connConcurrency.split(',').map(Number).filter((n) => n > 0)) {
       const runs: Array<{ mode: Mode; rep: number; attempts: Array<Attempt<ConnRun>> }> = [];
       for (let rep = 0; rep < F.repeats; rep++) {

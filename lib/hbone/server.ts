@@ -27,7 +27,13 @@ const identities = new PeerIdentityCache();
  * HBONE server: mutual TLS 1.3 (a client certificate chaining to the mesh root is
  * required), HTTP/2 with raised windows, CONNECT only. Listen it on an fd from lib/native.
  */
-export function createHboneServer(opts: HboneServerOptions): http2.Http2SecureServer & { rotate(certChainPem: string, keyPem: string, rootPem: string): void } {
+export type HboneServer = http2.Http2SecureServer & {
+  rotate(certChainPem: string, keyPem: string, rootPem: string): void;
+  /** Stops accepting: closes the listener and sends GOAWAY on every session, whose open tunnels run to their end. */
+  drain(): void;
+};
+
+export function createHboneServer(opts: HboneServerOptions): HboneServer {
   const server = http2.createSecureServer({
     cert: opts.certChainPem,
     key: opts.keyPem,
@@ -38,11 +44,18 @@ export function createHboneServer(opts: HboneServerOptions): http2.Http2SecureSe
     ALPNProtocols: ['h2'],
     allowHTTP1: false,
     settings: HBONE_SETTINGS,
-  }) as http2.Http2SecureServer & { rotate(certChainPem: string, keyPem: string, rootPem: string): void };
+  }) as HboneServer;
+  const sessions = new Set<http2.ServerHttp2Session>();
+  server.drain = () => {
+    server.close();
+    for (const s of sessions) s.close();
+  };
   server.rotate = (certChainPem, keyPem, rootPem) => {
     (server as unknown as tls.Server).setSecureContext({ cert: certChainPem, key: keyPem, ca: rootPem, minVersion: 'TLSv1.3' });
   };
   server.on('session', (session: http2.ServerHttp2Session) => {
+    sessions.add(session);
+    session.once('close', () => sessions.delete(session));
     raiseSessionWindow(session);
     session.on('error', () => undefined);
   });

@@ -50,7 +50,7 @@ test('ztunnel L4: HBONE between enrolled pods, service VIP and DNS, encrypted wi
       const agent = new CniAgent({ node, stateDir: state, cniSocket: path.join(state, 'cni.sock'), ztunnelSocket: path.join(state, 'zt.sock'), trustDomain: 'cluster.local', join: { server: cp.address, rootPemFile: rootFile, token }, logger: log });
       await agent.start();
       agents.push(agent);
-      const zt = new Ztunnel({ node, credentialFile: path.join(state, 'node.yaml'), agentSocket: path.join(state, 'zt.sock'), adminAddress: '127.0.0.1:0', metricsAddress: '127.0.0.1:0', trustDomain: 'cluster.local', drainMs: 100, logger: log });
+      const zt = new Ztunnel({ node, credentialFile: path.join(state, 'node.yaml'), agentSocket: path.join(state, 'zt.sock'), adminAddress: '127.0.0.1:0', metricsAddress: '127.0.0.1:0', trustDomain: 'cluster.local', drainMs: node === 'node-b' ? 5000 : 100, logger: log });
       await zt.start();
       zts.push(zt);
     }
@@ -160,6 +160,19 @@ test('ztunnel L4: HBONE between enrolled pods, service VIP and DNS, encrypted wi
     await cp.admin.apply([ns('demo', { 'istio.io/dataplane-mode': 'ambient' })]);
     await waitFor('client enrolled again', async () => /AMBIT_OUTPUT/.test(await natOf(podA.netns)), 15_000);
     await waitFor('ztunnel took the pod again', () => ztA.pods.pods.size === 1, 10_000);
+
+    // SIGTERM (stop): node-b's ztunnel stops accepting at once, but an open connection goes on through the drain.
+    const drainer = spawn('ip', ['netns', 'exec', podA.netns, process.execPath, '-e', `const c=require('net').connect(9000,${JSON.stringify(podB.ip)});let n=0;c.on('data',(d)=>{n++;console.log('echo '+d);if(n===1){setTimeout(()=>c.write('during-drain'),1500)}else{c.end()}});c.on('close',()=>process.exit(n===2?0:1));c.on('error',(e)=>console.log('error '+e.message));c.write('before');`], { stdio: ['ignore', 'pipe', 'ignore'] });
+    let drainOut = '';
+    drainer.stdout.on('data', (d: Buffer) => (drainOut += d.toString()));
+    await waitFor('connection before the drain', () => drainOut.includes('echo before'), 10_000);
+    const stopping = ztB.stop();
+    r = await tn.execIn(podA.netns, process.execPath, httpGetScript(`http://${podB.ip}:8080`, 2000));
+    assert.notEqual(r.code, 0, 'a draining ztunnel accepts no new connection');
+    const drainCode = await new Promise<number | null>((res) => drainer.once('close', res));
+    assert.equal(drainCode, 0, drainOut);
+    assert.match(drainOut, /echo during-drain/);
+    await stopping;
   } finally {
     for (const z of zts) await z.stop().catch(() => undefined);
     for (const a of agents) await a.stop().catch(() => undefined);

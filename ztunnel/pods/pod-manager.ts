@@ -1,7 +1,7 @@
 import fs from 'node:fs';
 import type { PodInfo } from '../../lib/api/node-protocol';
 import { PORT_DNS, PORT_HBONE, PORT_INBOUND_PLAINTEXT, PORT_OUTBOUND } from '../../lib/api/node-protocol';
-import { createHboneServer } from '../../lib/hbone/server';
+import { createHboneServer, HboneServer } from '../../lib/hbone/server';
 import type { SecretManager, Svid } from '../../lib/identity/secret-manager';
 import { workloadId } from '../../lib/identity/spiffe';
 import type { Logger } from '../../lib/telemetry/log';
@@ -23,7 +23,6 @@ export interface PodManagerDeps {
   network: (netns: string) => PodNetwork;
 }
 
-type HboneServer = ReturnType<typeof createHboneServer>;
 
 /** The pods this ztunnel serves: listeners opened inside each pod's netns, certificates held for their identities. */
 export class PodManager {
@@ -107,7 +106,9 @@ export class PodManager {
     for (const p of this.pods.values()) if (p.identity === svid.id) p.hbone?.rotate(svid.certChainPem, svid.keyPem, svid.rootPem);
   }
 
-  private close(pod: LocalPod): void {
+  private close(pod: LocalPod & { hbone?: HboneServer }): void {
+    // GOAWAY too: clients must not open new tunnels on sessions they already have.
+    pod.hbone?.drain();
     for (const s of pod.servers) s.close();
     for (const u of pod.udp) {
       try {
