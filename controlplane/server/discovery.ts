@@ -2,7 +2,7 @@ import type { Logger } from '../../lib/telemetry/log';
 import type { ControlPlaneMetrics } from '../metrics';
 import type { Store } from '../store/store';
 import { modelFrom, TranslateOptions } from '../translate/model';
-import { MeshSnapshot, resourcesFor, Subscriber, translate, XdsResource } from '../translate/translate';
+import { diffSnapshots, lookup, MeshSnapshot, resourcesFor, scopeOf, SnapshotDelta, Subscriber, SubscriberScope, translate, XdsResource } from '../translate/translate';
 
 export interface DiscoveryResponse {
   nonce: string;
@@ -21,6 +21,7 @@ interface Inflight {
   nonce: string;
   sent: Map<string, string | null>;
   changedAt: number;
+  snapshot: MeshSnapshot;
 }
 
 /** One subscriber's stream: what it has ACKed, what it refused, and at most one response in flight. */
@@ -32,6 +33,9 @@ class Subscription {
   private dirty = false;
   private seq = 0;
   lastNack: string | undefined;
+  /** The snapshot the ACKed state equals, when known: the next push only looks at what changed since. */
+  private syncedTo: MeshSnapshot | undefined;
+  private scope: SubscriberScope | undefined;
 
   constructor(
     readonly sub: Subscriber,
@@ -44,30 +48,45 @@ class Subscription {
   }
 
   /** `force`: answer even when nothing differs, so a (re)connecting subscriber learns it is current. */
-  push(changedAt: number, force = false): void {
+  push(changedAt: number, force = false, delta?: SnapshotDelta): void {
     if (this.inflight) {
       this.dirty = true;
       return;
     }
     this.dirty = false;
-    const desired = resourcesFor(this.server.snapshot, this.sub);
+    const snap = this.server.snapshot;
     const resources: XdsResource[] = [];
     const sent = new Map<string, string | null>();
-    for (const [name, r] of desired) {
-      if (this.acked.get(name) === r.version || this.nacked.get(name) === r.version) continue;
-      resources.push(r);
-      sent.set(name, r.version);
-    }
-    const removed: string[] = [];
-    for (const name of this.acked.keys()) {
-      if (!desired.has(name)) {
-        removed.push(name);
-        sent.set(name, null);
+    const incremental = !force && delta !== undefined && this.syncedTo === delta.from && this.nacked.size === 0 && this.scope !== undefined &&
+      (this.sub.type === 'ztunnel' ? !delta.nodes.has(this.sub.node) : !delta.waypoints);
+    if (incremental) {
+      // Cost proportional to the change, not to the mesh: only names that changed are looked at.
+      for (const name of delta.names) {
+        const r = lookup(snap, this.sub, this.scope!, name);
+        if (r) {
+          if (this.acked.get(name) !== r.version) {
+            resources.push(r);
+            sent.set(name, r.version);
+          }
+        } else if (this.acked.has(name)) sent.set(name, null);
       }
+    } else {
+      this.scope = scopeOf(snap, this.sub);
+      const desired = resourcesFor(snap, this.sub);
+      for (const [name, r] of desired) {
+        if (this.acked.get(name) === r.version || this.nacked.get(name) === r.version) continue;
+        resources.push(r);
+        sent.set(name, r.version);
+      }
+      for (const name of this.acked.keys()) if (!desired.has(name)) sent.set(name, null);
     }
-    if (sent.size === 0 && !force) return;
+    if (sent.size === 0 && !force) {
+      if (this.nacked.size === 0) this.syncedTo = snap;
+      return;
+    }
+    const removed = [...sent].filter(([, v]) => v === null).map(([k]) => k);
     const nonce = `${this.label}-${++this.seq}`;
-    this.inflight = { nonce, sent, changedAt };
+    this.inflight = { nonce, sent, changedAt, snapshot: snap };
     this.server.metrics.pushes.inc({ type: this.sub.type });
     this.server.metrics.pushedResources.inc({ type: this.sub.type }, sent.size);
     this.send({ nonce, resources: resources.map((r) => ({ name: r.name, version: r.version, type: r.type, body: r.body })), removedResources: removed });
@@ -83,6 +102,7 @@ class Subscription {
     if (errorDetail) {
       this.lastNack = errorDetail;
       for (const [name, v] of f.sent) if (v !== null) this.nacked.set(name, v);
+      this.syncedTo = undefined;
       this.server.metrics.nacks.inc({ type: this.sub.type });
       this.server.log.warn({ subscriber: this.label, nonce, reason: errorDetail }, 'subscriber rejected the configuration; it keeps its last good state');
     } else {
@@ -92,6 +112,7 @@ class Subscription {
         else this.acked.set(name, v);
         this.nacked.delete(name);
       }
+      if (this.nacked.size === 0) this.syncedTo = f.snapshot;
       this.server.metrics.pushLatency.observe({ type: this.sub.type }, (Date.now() - f.changedAt) / 1000);
     }
     if (this.dirty) this.push(f.changedAt);
@@ -143,14 +164,16 @@ export class DiscoveryServer {
   private flush(): void {
     this.timer = undefined;
     const changedAt = this.firstChange;
+    const previous = this.snapshot;
     try {
-      this.snapshot = this.translateNow(this.snapshot);
+      this.snapshot = this.translateNow(previous);
     } catch (err) {
       // Translation works on validated input; if it still fails, keep serving the last snapshot.
       this.log.error({ err }, 'translation failed; subscribers keep the previous configuration');
       return;
     }
-    for (const s of this.subs) s.push(changedAt);
+    const delta = diffSnapshots(previous, this.snapshot);
+    for (const s of this.subs) s.push(changedAt, false, delta);
   }
 
   /** Registers a stream; `initial` is what the subscriber already holds. */

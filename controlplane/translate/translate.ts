@@ -264,28 +264,90 @@ function viewOf(msg: AuthorizationMsg): unknown {
   return JSON.parse(JSON.stringify(msg, (_k, v: unknown) => (v instanceof Uint8Array ? Buffer.from(v).toString('hex') : v)));
 }
 
+/** What decides which policies a ztunnel receives: the namespaces and selector policies of the workloads on its node. */
+export interface SubscriberScope {
+  localNs: Set<string>;
+  localPolicies: Set<string>;
+}
+
+export function scopeOf(snap: MeshSnapshot, sub: Subscriber): SubscriberScope {
+  const scope: SubscriberScope = { localNs: new Set(), localPolicies: new Set() };
+  if (sub.type !== 'ztunnel') return scope;
+  for (const v of snap.workloads.values()) {
+    if (v.node !== sub.node) continue;
+    scope.localNs.add(v.namespace);
+    for (const p of v.policies) scope.localPolicies.add(p);
+  }
+  return scope;
+}
+
+/** One resource by name, if this subscriber receives it. */
+export function lookup(snap: MeshSnapshot, sub: Subscriber, scope: SubscriberScope, name: string): XdsResource | undefined {
+  const r = snap.services.get(name) ?? snap.workloads.get(name);
+  if (r) return r;
+  if (sub.type === 'ztunnel') {
+    const a = snap.authorizations.get(name);
+    if (!a) return undefined;
+    return a.scope === Scope.GLOBAL || (a.scope === Scope.NAMESPACE && scope.localNs.has(a.namespace)) || scope.localPolicies.has(name.slice('authz/'.length)) ? a : undefined;
+  }
+  return snap.waypoints.get(`${sub.namespace}/${sub.name}`)?.get(name);
+}
+
 /** The resources one subscriber receives, by name. */
 export function resourcesFor(snap: MeshSnapshot, sub: Subscriber): Map<string, XdsResource> {
   const out = new Map<string, XdsResource>();
-  for (const [k, v] of snap.services) out.set(k, v);
   // Every ztunnel needs every workload: any pod may call any pod, and the destination's identity comes from here.
-  const localNs = new Set<string>();
-  const localPolicies = new Set<string>();
-  for (const [k, v] of snap.workloads) {
-    out.set(k, v);
-    if (sub.type === 'ztunnel' && v.node === sub.node) {
-      localNs.add(v.namespace);
-      for (const p of v.policies) localPolicies.add(p);
-    }
-  }
+  for (const [k, v] of snap.services) out.set(k, v);
+  for (const [k, v] of snap.workloads) out.set(k, v);
   if (sub.type === 'ztunnel') {
-    for (const [k, v] of snap.authorizations) {
-      if (v.scope === Scope.GLOBAL || (v.scope === Scope.NAMESPACE && localNs.has(v.namespace)) || localPolicies.has(k.slice('authz/'.length))) out.set(k, v);
+    const scope = scopeOf(snap, sub);
+    for (const k of snap.authorizations.keys()) {
+      const r = lookup(snap, sub, scope, k);
+      if (r) out.set(k, r);
     }
   } else {
     for (const [k, v] of snap.waypoints.get(`${sub.namespace}/${sub.name}`) ?? []) out.set(k, v);
   }
   return out;
+}
+
+/** What changed between two snapshots: the names, the nodes whose workloads changed, and whether any waypoint config did. */
+export interface SnapshotDelta {
+  from: MeshSnapshot;
+  names: Set<string>;
+  nodes: Set<string>;
+  waypoints: boolean;
+}
+
+export function diffSnapshots(from: MeshSnapshot, to: MeshSnapshot): SnapshotDelta {
+  const d: SnapshotDelta = { from, names: new Set(), nodes: new Set(), waypoints: false };
+  const cmp = <E extends XdsResource>(a: Map<string, E>, b: Map<string, E>, onChange?: (old: E | undefined, now: E | undefined) => void) => {
+    for (const [k, v] of b) {
+      const old = a.get(k);
+      if (old?.version !== v.version) {
+        d.names.add(k);
+        onChange?.(old, v);
+      }
+    }
+    for (const [k, v] of a) {
+      if (!b.has(k)) {
+        d.names.add(k);
+        onChange?.(v, undefined);
+      }
+    }
+  };
+  cmp(from.services, to.services);
+  cmp(from.authorizations, to.authorizations);
+  cmp(from.workloads, to.workloads, (old, now) => {
+    if (old) d.nodes.add(old.node);
+    if (now) d.nodes.add(now.node);
+  });
+  for (const [k, m] of to.waypoints) {
+    const o = from.waypoints.get(k);
+    if (!o || o.size !== m.size || [...m].some(([n, e]) => o.get(n)?.version !== e.version)) d.waypoints = true;
+  }
+  if (from.waypoints.size !== to.waypoints.size) d.waypoints = true;
+  return d;
 }
 
 // ---------------------------------------------------------------------------------------
