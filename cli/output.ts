@@ -1,21 +1,9 @@
 import YAML from 'yaml';
 import { kindDef } from '../lib/api/registry';
 import type { Resource } from '../lib/api/resource';
+import { age, table } from '../lib/util/table';
 
-export function age(ts: string | undefined): string {
-  if (!ts) return '<unknown>';
-  const s = Math.max(0, Math.floor((Date.now() - Date.parse(ts)) / 1000));
-  if (s < 120) return `${s}s`;
-  if (s < 7200) return `${Math.floor(s / 60)}m`;
-  if (s < 172800) return `${Math.floor(s / 3600)}h`;
-  return `${Math.floor(s / 86400)}d`;
-}
-
-export function table(rows: string[][]): string {
-  if (rows.length === 0) return '';
-  const widths = rows[0].map((_, i) => Math.max(...rows.map((r) => (r[i] ?? '').length)));
-  return rows.map((r) => r.map((c, i) => (i === r.length - 1 ? c : c.padEnd(widths[i] + 3))).join('').trimEnd()).join('\n') + '\n';
-}
+export { age, table };
 
 export function renderList(items: Resource[], format: string, allNamespaces: boolean, single = false): string {
   if (format === 'json') return JSON.stringify(single ? items[0] : { apiVersion: 'v1', kind: 'List', items }, null, 2) + '\n';

@@ -1,7 +1,7 @@
 import { ClusterOptions, clusterPaths } from './cluster';
 import { httpGet } from './netns-http';
 import { readCluster } from './state';
-import { table } from './table';
+import { table } from '../../lib/util/table';
 import { ZTUNNEL_ADMIN_PORT } from './topology';
 
 /**
