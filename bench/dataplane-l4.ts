@@ -503,17 +503,44 @@ async function warm(mode: Mode): Promise<void> {
 // ---------------------------------------------------------------------------------------
 // RSS with N enrolled pods on node1.
 
+interface MemFigures {
+  /** Median of the VmRSS samples (10 over 5 s), and their range. */
+  rssMiB: number;
+  rssMinMiB: number;
+  rssMaxMiB: number;
+  /** VmHWM: the peak RSS of the process so far. */
+  hwmMiB: number;
+  heapUsedMiB: number;
+  externalMiB: number;
+}
+
 interface RssPoint {
   enrolledPods: number;
-  node1: { rssMiB: number; hwmMiB: number; heapUsedMiB: number; externalMiB: number };
-  node2: { rssMiB: number; hwmMiB: number; heapUsedMiB: number; externalMiB: number };
+  node1: MemFigures;
+  node2: MemFigures;
   createSeconds?: number;
 }
 
-async function memOf(z: Ztunnel): Promise<RssPoint['node1']> {
+/** RSS moves by +-10 MiB with garbage collection and heap shrinking: sample it 10 times over 5 s. */
+async function memOf(z: Ztunnel, samples = 10): Promise<MemFigures> {
+  const rss: number[] = [];
+  for (let i = 0; i < samples; i++) {
+    if (i > 0) await sleep(500);
+    rss.push(procSample(z.pid).rssBytes);
+  }
   const s = procSample(z.pid);
   const m = await zMetrics(z);
-  return { rssMiB: mib(s.rssBytes), hwmMiB: mib(s.hwmBytes), heapUsedMiB: mib(metric(m, 'nodejs_heap_size_used_bytes')), externalMiB: mib(metric(m, 'nodejs_external_memory_bytes')) };
+  return {
+    rssMiB: mib(median(rss)), rssMinMiB: mib(Math.min(...rss)), rssMaxMiB: mib(Math.max(...rss)), hwmMiB: mib(s.hwmBytes),
+    heapUsedMiB: mib(metric(m, 'nodejs_heap_size_used_bytes')), externalMiB: mib(metric(m, 'nodejs_external_memory_bytes')),
+  };
+}
+
+/** Seconds since the process started (/proc/<pid>/stat field 22 against /proc/uptime). */
+function procAgeS(pid: number): number {
+  const st = fs.readFileSync(`/proc/${pid}/stat`, 'utf8');
+  const start = Number(st.slice(st.lastIndexOf(')') + 2).split(' ')[19]) / CLOCK_TICKS;
+  return Number(fs.readFileSync('/proc/uptime', 'utf8').split(' ')[0]) - start;
 }
 
 async function enrolledOn(z: Ztunnel): Promise<number> {
@@ -530,18 +557,34 @@ async function waitEnrolled(z: Ztunnel, n: number): Promise<void> {
   }
 }
 
-async function rssScenario(counts: number[]): Promise<{ points: RssPoint[]; afterDelete?: RssPoint }> {
+async function rssScenario(counts: number[]): Promise<{ points: RssPoint[]; afterDelete?: RssPoint; startupHeapShrunk: boolean }> {
   const z1 = ztunnels.find((z) => z.node === 'node1')!;
   const z2 = ztunnels.find((z) => z.node === 'node2')!;
   const points: RssPoint[] = [];
   const settle = async (n: number, createSeconds?: number) => {
     await waitEnrolled(z1, n);
-    await sleep(3000);
-    const p = { enrolledPods: n, node1: await memOf(z1), node2: await memOf(z2), createSeconds };
+    await sleep(2000);
+    const [m1, m2] = await Promise.all([memOf(z1), memOf(z2)]);
+    const p = { enrolledPods: n, node1: m1, node2: m2, createSeconds };
     points.push(p);
-    log(`  rss: ${n} pods enrolled on node1: node1 ztunnel RSS ${p.node1.rssMiB} MiB (heap used ${p.node1.heapUsedMiB}), node2 ztunnel ${p.node2.rssMiB} MiB`);
+    log(`  rss: ${n} pods enrolled on node1: node1 ztunnel RSS ${p.node1.rssMiB} MiB (${p.node1.rssMinMiB}-${p.node1.rssMaxMiB}; heap used ${p.node1.heapUsedMiB}), node2 ztunnel ${p.node2.rssMiB} MiB`);
     return p;
   };
+  // A fresh Node process keeps its start-up heap (~85 MiB RSS here) until V8's memory reducer
+  // shrinks it once allocation goes quiet, typically 15-60 s after start (then ~70 MiB).
+  // Measure the steady state: wait (at most 120 s) for node1's ztunnel to drop from its start-up level.
+  const startRss = procSample(z1.pid).rssBytes;
+  const shrinkEnd = Date.now() + 120_000;
+  log(`  rss: node1 ztunnel at ${mib(startRss)} MiB; waiting up to 120 s for V8 to shrink the start-up heap`);
+  let shrunk = false;
+  while (Date.now() < shrinkEnd) {
+    if (procSample(z1.pid).rssBytes < startRss - 5 * 1024 * 1024) {
+      shrunk = true;
+      break;
+    }
+    await sleep(1000);
+  }
+  log(shrunk ? `  rss: shrunk to ${mib(procSample(z1.pid).rssBytes)} MiB after ${round(procAgeS(z1.pid), 0)} s` : '  rss: no shrink within 120 s; measuring anyway');
   await settle(0);
   let have = 0;
   const names: string[] = [];
@@ -561,7 +604,7 @@ async function rssScenario(counts: number[]): Promise<{ points: RssPoint[]; afte
   log(`  rss: deleted ${names.length} pods in ${round((Date.now() - t) / 1000, 1)} s`);
   const afterDelete = await settle(0);
   points.pop();
-  return { points, afterDelete };
+  return { points, afterDelete, startupHeapShrunk: shrunk };
 }
 
 // ---------------------------------------------------------------------------------------
@@ -717,8 +760,10 @@ runBench('dataplane-l4', F.timeout * 1000, async () => {
     { apiVersion: 'v1', kind: 'Namespace', metadata: { name: RSS_NS, labels: { 'istio.io/dataplane-mode': 'ambient' } } },
   ]));
 
+  const git = (args: string[]) => spawnSync('git', args, { cwd: path.resolve(__dirname, '..', '..'), encoding: 'utf8' }).stdout?.trim() ?? '';
   const result: Record<string, unknown> = {
     bench: 'dataplane-l4', startedAt: new Date(t0).toISOString(), machine: machine(), loadAverageAtStart: loadAtStart, cluster: name,
+    commit: git(['rev-parse', '--short', 'HEAD']) || 'unknown', uncommittedChanges: git(['status', '--porcelain', '--untracked-files=no']) !== '',
     config: { ...F, podTool: POD_TOOL },
   };
 
@@ -881,7 +926,8 @@ runBench('dataplane-l4', F.timeout * 1000, async () => {
   if (result.rss) {
     const r = result.rss as { points: RssPoint[] };
     const at100 = r.points.find((p) => p.enrolledPods === Math.max(...rssCounts));
-    if (at100) (result.rss as Record<string, unknown>).target = { pods: at100.enrolledPods, maxMiB: 80, rssMiB: at100.node1.rssMiB, met: at100.node1.rssMiB <= 80 };
+    // Judged on the highest of the samples: the target is a ceiling. 80 MB read as 80 MiB (83.9 MB), the lenient reading.
+    if (at100) (result.rss as Record<string, unknown>).target = { pods: at100.enrolledPods, maxMiB: 80, rssMaxMiB: at100.node1.rssMaxMiB, met: at100.node1.rssMaxMiB <= 80 };
   }
   // What the ztunnels complained about (warnings and errors in their logs).
   result.ztunnelLogs = Object.fromEntries(ztunnels.map((z) => {
@@ -942,10 +988,11 @@ function report(r: Record<string, unknown>): void {
   if (t) rows.push(['ztunnel CPU-s per GiB (iperf3)', '', fmtNodes(t.mesh.ztunnelCpuSPerGiB), '', '', '']);
   const rss = r.rss as undefined | { points: RssPoint[]; afterDelete?: RssPoint; target?: { met: boolean } };
   if (rss) {
-    for (const p of rss.points) rows.push([`ztunnel RSS, ${p.enrolledPods} pods on node1`, '', `${p.node1.rssMiB} MiB (heap ${p.node1.heapUsedMiB})`, '', '', p === rss.points[rss.points.length - 1] && rss.target ? `<= 80 MB: ${rss.target.met ? 'met' : 'NOT met'}` : '']);
-    if (rss.afterDelete) rows.push(['ztunnel RSS, pods deleted again', '', `${rss.afterDelete.node1.rssMiB} MiB (heap ${rss.afterDelete.node1.heapUsedMiB})`, '', '', '']);
+    const fmt = (m: MemFigures) => `${m.rssMiB} MiB (${m.rssMinMiB}-${m.rssMaxMiB}; heap ${m.heapUsedMiB})`;
+    for (const p of rss.points) rows.push([`ztunnel RSS, ${p.enrolledPods} pods on node1`, '', fmt(p.node1), '', '', p === rss.points[rss.points.length - 1] && rss.target ? `max <= 80 MiB: ${rss.target.met ? 'met' : 'NOT met'}` : '']);
+    if (rss.afterDelete) rows.push(['ztunnel RSS, pods deleted again', '', fmt(rss.afterDelete.node1), '', '', '']);
   }
-  const after = r.ztunnelMemoryAfterTraffic as Record<string, { rssMiB: number; hwmMiB: number }> | undefined;
+  const after = r.ztunnelMemoryAfterTraffic as Record<string, MemFigures> | undefined;
   if (after) rows.push(['ztunnel RSS after the traffic (peak)', '', Object.entries(after).map(([k, v]) => `${k} ${v.rssMiB} (${v.hwmMiB}) MiB`).join(', '), '', '', '']);
   const w = rows[0].map((_h, i) => Math.max(...rows.map((row) => (row[i] ?? '').length)));
   const lines = rows.map((row) => row.map((cell, i) => (cell ?? '').padEnd(w[i])).join('  ').trimEnd());
