@@ -22,6 +22,7 @@ export interface HboneServerOptions {
 }
 
 const identities = new PeerIdentityCache();
+const sessionPeers = new WeakMap<http2.Http2Session, string | null>();
 
 /**
  * HBONE server: mutual TLS 1.3 (a client certificate chaining to the mesh root is
@@ -71,10 +72,16 @@ export function createHboneServer(opts: HboneServerOptions): HboneServer {
       stream.close(http2.constants.NGHTTP2_CANCEL);
       return;
     }
-    const cert = socket.getPeerCertificate();
+    // One peer per session: read its certificate once, not per CONNECT stream.
+    let peerIdentity = sessionPeers.get(stream.session!);
+    if (peerIdentity === undefined) {
+      const cert = socket.getPeerCertificate();
+      peerIdentity = cert && cert.raw ? identities.identity(cert) : null;
+      sessionPeers.set(stream.session!, peerIdentity);
+    }
     opts.onTunnel(
       {
-        peerIdentity: cert && cert.raw ? identities.identity(cert) : null,
+        peerIdentity,
         remoteAddress: socket.remoteAddress ?? '',
         remotePort: socket.remotePort ?? 0,
         authority,
