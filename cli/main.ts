@@ -261,15 +261,9 @@ export function buildProgram(out: (s: string) => void = (s) => process.stdout.wr
         caKeyFile: o.caKey as string | undefined, caChainFile: o.caChain as string | undefined, serverSans: (o.san as string[] | undefined) ?? [],
         logger: createLogger('controlplane', String(o.logLevel)),
       });
-      try {
-        await cp.start();
-      } catch (err) {
-        await cp.stop().catch(() => undefined);
-        throw new CliError(`error: the control plane could not start: ${(err as Error).message}`);
-      }
-      process.stderr.write(`control plane ready: gRPC on port ${cp.grpcPort}, metrics on ${cp.monitoringPort}\nadmin credential: ${cp.adminConfigPath} (export AMBIT_CONFIG=${cp.adminConfigPath})\n`);
-      await waitForSignal();
-      await cp.stop();
+      await runDaemon('the control plane', cp, () =>
+        process.stderr.write(`control plane ready: gRPC on port ${cp.grpcPort}, metrics on ${cp.monitoringPort}\nadmin credential: ${cp.adminConfigPath} (export AMBIT_CONFIG=${cp.adminConfigPath})\n`),
+      );
     });
 
   program
@@ -291,14 +285,7 @@ export function buildProgram(out: (s: string) => void = (s) => process.stdout.wr
         node: o.node, credentialFile: o.credential, agentSocket: o.agentSocket, adminAddress: o.adminAddr, metricsAddress: o.metricsAddr,
         trustDomain: o.trustDomain, dnsUpstream: o.dnsUpstream, drainMs: o.drain, logger: createLogger('ztunnel', o.logLevel).child({ node: o.node }),
       });
-      try {
-        await z.start();
-      } catch (err) {
-        await z.stop().catch(() => undefined);
-        throw new CliError(`error: ztunnel could not start: ${(err as Error).message}`);
-      }
-      await waitForSignal();
-      await z.stop();
+      await runDaemon('ztunnel', z);
     });
 
   program
@@ -318,14 +305,7 @@ export function buildProgram(out: (s: string) => void = (s) => process.stdout.wr
       const { createLogger } = await import('../lib/telemetry/log');
       const join = o.server && o.caCert && o.token ? { server: o.server, rootPemFile: o.caCert, token: o.token } : undefined;
       const a = new CniAgent({ node: o.node, stateDir: o.stateDir, cniSocket: o.cniSocket, ztunnelSocket: o.ztunnelSocket, trustDomain: o.trustDomain, join, logger: createLogger('cni-agent', o.logLevel).child({ node: o.node }) });
-      try {
-        await a.start();
-      } catch (err) {
-        await a.stop().catch(() => undefined);
-        throw new CliError(`error: the cni agent could not start: ${(err as Error).message}`);
-      }
-      await waitForSignal();
-      await a.stop();
+      await runDaemon('the cni agent', a);
     });
 
   registerDevCommands(program, out);
@@ -333,11 +313,20 @@ export function buildProgram(out: (s: string) => void = (s) => process.stdout.wr
   return program;
 }
 
-function waitForSignal(): Promise<void> {
-  return new Promise<void>((resolve) => {
+/** Starts a long-running component, serves until SIGTERM or SIGINT, then stops it; a failed start is undone and reported. */
+async function runDaemon(what: string, d: { start(): Promise<void>; stop(): Promise<void> }, onReady?: () => void): Promise<void> {
+  try {
+    await d.start();
+  } catch (err) {
+    await d.stop().catch(() => undefined);
+    throw new CliError(`error: ${what} could not start: ${(err as Error).message}`);
+  }
+  onReady?.();
+  await new Promise<void>((resolve) => {
     process.once('SIGTERM', () => resolve());
     process.once('SIGINT', () => resolve());
   });
+  await d.stop();
 }
 
 export async function main(argv: string[]): Promise<void> {

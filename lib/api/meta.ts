@@ -120,3 +120,13 @@ export function oneOf<const T extends readonly [string, ...string[]]>(values: T,
 export function refused(message: string) {
   return z.never({ error: message }).optional();
 }
+
+/** Why a pattern is not a valid JS regular expression, or undefined when it is. */
+export function regexError(pattern: string): string | undefined {
+  try {
+    new RegExp(pattern);
+    return undefined;
+  } catch (e) {
+    return `not a valid regular expression: ${(e as Error).message}`;
+  }
+}

@@ -16,6 +16,16 @@ export function haveTools(...tools: string[]): boolean {
   });
 }
 
+/** Whether a command runs successfully here: how netns tests decide to skip with a reason. */
+export function hasCommand(cmd: string, args: string[]): boolean {
+  try {
+    execFileSync(cmd, args, { stdio: 'ignore', timeout: 5_000 });
+    return true;
+  } catch {
+    return false;
+  }
+}
+
 export function sh(cmd: string, args: string[]): string {
   return execFileSync(cmd, args, { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] });
 }

@@ -18,6 +18,7 @@ import os from 'node:os';
 import path from 'node:path';
 import type { CniPodRequest, CniPodResponse } from '../../lib/api/cni-protocol';
 import { formatLabels } from '../../cni/plugin/labels';
+import { hasCommand } from '../helpers/netns';
 
 const REPO = path.resolve(__dirname, '..', '..', '..');
 const AMBIT_CNI = path.join(REPO, 'bin', 'ambit-cni');
@@ -25,14 +26,7 @@ const CNI_PATH = '/usr/lib/cni';
 const STEP_MS = 20_000;
 const TEST_MS = 120_000;
 
-function has(cmd: string, args: string[]): boolean {
-  try {
-    execFileSync(cmd, args, { stdio: 'ignore', timeout: 5_000 });
-    return true;
-  } catch {
-    return false;
-  }
-}
+const has = hasCommand;
 
 const isRoot = process.getuid?.() === 0;
 const skipChain = !isRoot

@@ -12,18 +12,12 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { down, listNetns, podExec, status } from '../../deploy/local';
+import { hasCommand } from '../helpers/netns';
 
 const TEST_MS = 240_000;
 const STEP_MS = 120_000;
 
-function has(cmd: string, args: string[]): boolean {
-  try {
-    execFileSync(cmd, args, { stdio: 'ignore', timeout: 5_000 });
-    return true;
-  } catch {
-    return false;
-  }
-}
+const has = hasCommand;
 
 const skip = process.getuid?.() !== 0
   ? 'needs root (network namespaces, veth, bridges, iptables)'

@@ -11,18 +11,12 @@ import os from 'node:os';
 import path from 'node:path';
 import { ZTUNNEL_MARK } from '../../lib/api/node-protocol';
 import { checkRedirect, dumpRules, installRedirect, redirectRules, removeRedirect, CHAIN_OUTPUT, CHAIN_PREROUTING } from '../../cni/agent/rules';
+import { hasCommand } from '../helpers/netns';
 
 const STEP_MS = 10_000;
 const TEST_MS = 90_000;
 
-function has(cmd: string, args: string[]): boolean {
-  try {
-    execFileSync(cmd, args, { stdio: 'ignore', timeout: 5_000 });
-    return true;
-  } catch {
-    return false;
-  }
-}
+const has = hasCommand;
 
 const isRoot = process.getuid?.() === 0;
 const skip = !isRoot

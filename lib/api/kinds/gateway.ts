@@ -1,5 +1,5 @@
 import { z } from 'zod';
-import { dnsLabel, dnsSubdomain, expected, ipAddress, labelMap, oneOf, parseDurationMs, port, refused } from '../meta';
+import { dnsLabel, dnsSubdomain, expected, ipAddress, labelMap, oneOf, parseDurationMs, port, refused, regexError } from '../meta';
 import { WAYPOINT_GATEWAY_CLASS } from '../resource';
 import type { KindDef } from './types';
 
@@ -29,14 +29,6 @@ const preciseHostname = str()
 const GATEWAY_DURATION_RE = /^([0-9]{1,5}(h|m|s|ms)){1,4}$/;
 const gatewayDuration = str().regex(GATEWAY_DURATION_RE, 'must be a Gateway API duration such as "500ms", "10s" or "1h30m" (units h, m, s, ms)');
 
-function regexError(pattern: string): string | undefined {
-  try {
-    new RegExp(pattern);
-    return undefined;
-  } catch (e) {
-    return `not a valid regular expression: ${(e as Error).message}`;
-  }
-}
 
 const HEADER_NAME = /^[A-Za-z0-9!#$%&'*+\-.^_`|~]+$/;
 const headerName = str()

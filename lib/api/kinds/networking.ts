@@ -1,5 +1,5 @@
 import { z } from 'zod';
-import { dnsLabel, dnsSubdomain, duration, expected, ipAddress, labelMap, oneOf, parseDurationMs, port, refused } from '../meta';
+import { dnsLabel, dnsSubdomain, duration, expected, ipAddress, labelMap, oneOf, parseDurationMs, port, refused, regexError } from '../meta';
 import type { KindDef } from './types';
 
 const API_VERSIONS = ['networking.istio.io/v1', 'networking.istio.io/v1beta1', 'networking.istio.io/v1alpha3'];
@@ -16,14 +16,6 @@ const subsetName = z.string(expected('a name')).pipe(dnsLabel);
 /** Envoy rejects sub-millisecond timers, so Istio does too. */
 const positiveDuration = duration.refine((d) => parseDurationMs(d) >= 1, 'must be at least 1ms');
 
-function regexError(pattern: string): string | undefined {
-  try {
-    new RegExp(pattern);
-    return undefined;
-  } catch (e) {
-    return `not a valid regular expression: ${(e as Error).message}`;
-  }
-}
 
 // Istio accepts mixed case in host names (and lowercases them); Kubernetes Service names are always lowercase anyway.
 const DOMAIN_RE = /^[A-Za-z0-9]([-A-Za-z0-9]*[A-Za-z0-9])?(\.[A-Za-z0-9]([-A-Za-z0-9]*[A-Za-z0-9])?)*$/;
