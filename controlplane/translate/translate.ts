@@ -6,6 +6,7 @@ import {
   TunnelProtocol, TYPE_AUTHORIZATION, TYPE_SERVICE, TYPE_WAYPOINT_SERVICE, TYPE_WORKLOAD, WorkloadMsg,
 } from '../../lib/api/workload-types';
 import { encodeBody } from '../../lib/xds/codec';
+import type { WaypointServiceConfig } from '../../lib/api/waypoint-config';
 import { ipToBytes, parseCidr } from '../../lib/util/ip';
 import { labelsMatch, Model, TranslateOptions } from './model';
 
@@ -476,16 +477,7 @@ export function compileL4Policy(name: string, namespace: string, scope: Scope, s
 // ---------------------------------------------------------------------------------------
 // Waypoint L7 configuration
 
-export interface WaypointServiceConfig {
-  service: { name: string; namespace: string; hostname: string; vips: string[]; ports: Port[] };
-  waypoint: { namespace: string; name: string };
-  httpRoutes: Array<{ namespace: string; name: string; spec: unknown }>;
-  grpcRoutes: Array<{ namespace: string; name: string; spec: unknown }>;
-  virtualServices: Array<{ namespace: string; name: string; spec: unknown }>;
-  destinationRules: Array<{ namespace: string; name: string; spec: unknown }>;
-  authorizationPolicies: Array<{ namespace: string; name: string; spec: unknown }>;
-  requestAuthentications: Array<{ namespace: string; name: string; spec: unknown }>;
-}
+export type { WaypointServiceConfig };
 
 function hostMatches(host: string, ns: string, svcName: string, svcNs: string, clusterDomain: string): boolean {
   const fqdn = `${svcName}.${svcNs}.svc.${clusterDomain}`;

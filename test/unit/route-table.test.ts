@@ -1,7 +1,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { validateResource } from '../../lib/api/registry';
-import type { WaypointServiceConfig } from '../../controlplane/translate/translate';
+import type { WaypointServiceConfig } from '../../lib/api/waypoint-config';
 import { compileRouteTable, RouteMatch, RouteRequest } from '../../waypoint/http/route-table';
 import { pickWeighted, seededRandom } from '../../waypoint/upstream/weighted-pick';
 

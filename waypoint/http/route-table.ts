@@ -30,7 +30,7 @@ import type {
 } from '../../lib/api/kinds/gateway';
 import type { Destination, DestinationRuleSpec, HeaderOperations, HTTPRoute as VSHTTPRoute, StringMatch, VirtualServiceSpec } from '../../lib/api/kinds/networking';
 import { parseDurationMs } from '../../lib/api/meta';
-import type { WaypointServiceConfig } from '../../controlplane/translate/translate';
+import type { WaypointServiceConfig } from '../../lib/api/waypoint-config';
 
 // ---------------------------------------------------------------------------------------------
 // Public types

@@ -1,4 +1,4 @@
-import type { Snapshot } from '../state/snapshot';
+import type { Snapshot } from '../../lib/mesh/snapshot';
 
 export interface Answer {
   name: string;

@@ -7,7 +7,7 @@ import { authorize, ConnectionAttributes } from '../../lib/policy/authorize';
 import type { Logger } from '../../lib/telemetry/log';
 import { bytesToIp, ipToBytes } from '../../lib/util/ip';
 import type { ProxyState } from '../state/state';
-import type { Snapshot, WorkloadView } from '../state/snapshot';
+import type { Snapshot, WorkloadView } from '../../lib/mesh/snapshot';
 import { ConnectionRecord } from '../telemetry/connection';
 import type { ZtunnelMetrics } from '../telemetry/metrics';
 import type { LocalPod } from './local-pod';

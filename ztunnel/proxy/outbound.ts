@@ -7,7 +7,7 @@ import type { SecretManager } from '../../lib/identity/secret-manager';
 import type { Logger } from '../../lib/telemetry/log';
 import { bytesToIp } from '../../lib/util/ip';
 import type { ProxyState } from '../state/state';
-import type { ServiceView, Snapshot, WorkloadView } from '../state/snapshot';
+import type { ServiceView, Snapshot, WorkloadView } from '../../lib/mesh/snapshot';
 import { ConnectionRecord } from '../telemetry/connection';
 import type { ZtunnelMetrics } from '../telemetry/metrics';
 import type { LocalPod } from './local-pod';

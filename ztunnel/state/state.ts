@@ -1,6 +1,6 @@
 import { AuthorizationMsg, ServiceMsg, TYPE_AUTHORIZATION, TYPE_SERVICE, TYPE_WORKLOAD, WorkloadMsg } from '../../lib/api/workload-types';
 import type { DeltaUpdate } from '../../lib/xds/client';
-import { Snapshot } from './snapshot';
+import { Snapshot } from '../../lib/mesh/snapshot';
 
 /**
  * The ztunnel's configuration, written only by the discovery stream. Each update is

@@ -1,5 +1,5 @@
 import type { Logger } from '../../lib/telemetry/log';
-import type { WorkloadView } from '../state/snapshot';
+import type { WorkloadView } from '../../lib/mesh/snapshot';
 import type { TcpLabels, ZtunnelMetrics } from './metrics';
 
 export type Reporter = 'source' | 'destination';

@@ -1,5 +1,5 @@
-import { Action, AuthorizationMsg, Scope, ServiceMsg, TunnelProtocol, WorkloadMsg } from '../../lib/api/workload-types';
-import { bytesToIp } from '../../lib/util/ip';
+import { Action, AuthorizationMsg, Scope, ServiceMsg, TunnelProtocol, WorkloadMsg } from '../api/workload-types';
+import { bytesToIp } from '../util/ip';
 
 export interface WorkloadView {
   /** Resource name, e.g. wl/ns/name. */
