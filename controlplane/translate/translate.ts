@@ -237,11 +237,11 @@ export function translate(model: Model, opts: TranslateOptions, previous?: MeshS
     const canonicalRevision = w.labels['service.istio.io/canonical-revision'] ?? w.labels['app.kubernetes.io/version'] ?? w.labels.version ?? 'latest';
     const uid = w.r.metadata.uid ?? name;
     const network = (w.r.spec as { network?: string } | undefined)?.network ?? '';
-    const view = { uid, name, ns, sa: w.sa, node: w.node, ips: w.ips, p: w.protocol, canonicalName, canonicalRevision, wp: wp && { ...wp, addresses: wp.addresses.map((a) => Buffer.from(a).toString('hex')) }, svcs, policies, mode, portMtls, network };
+    const view = { uid, name, ns, sa: w.sa, node: w.node, ips: w.ips, p: w.protocol, canonicalName, canonicalRevision, wp: wp && { ...wp, addresses: wp.addresses.map((a) => Buffer.from(a).toString('hex')) }, svcs, policies, mode, portMtls, network, labels: w.labels };
     const e = entry(previous?.workloads, name, TYPE_WORKLOAD, view, (): WorkloadMsg => ({
       uid, name: w.r.metadata.name, namespace: ns, serviceAccount: w.sa, node: w.node, addresses: w.ips.map(ipToBytes),
       trustDomain: opts.trustDomain, tunnelProtocol: w.protocol, canonicalName, canonicalRevision, waypoint: wp,
-      services: svcs, authorizationPolicies: policies, mtlsMode: mode, portMtls, network,
+      services: svcs, authorizationPolicies: policies, mtlsMode: mode, portMtls, network, labels: w.labels,
     }));
     workloads.set(name, { ...e, node: w.node, namespace: ns, policies });
   }

@@ -23,6 +23,8 @@ export interface WorkloadMsg {
   mtlsMode: MtlsMode;
   portMtls: Record<number, MtlsMode>;
   network: string;
+  /** The workload's labels (DestinationRule subsets select on them). */
+  labels: Record<string, string>;
 }
 export interface ServiceMsg {
   name: string;
