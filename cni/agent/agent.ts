@@ -7,12 +7,13 @@ import { ClientConfig, dialFromConfig, loadClientConfig } from '../../lib/api/cl
 import { CNI_ARG_LABELS, CNI_ARG_SERVICE_ACCOUNT, CniPodRequest, CniPodResponse, DEFAULT_CNI_SOCKET } from '../../lib/api/cni-protocol';
 import { ApiError } from '../../lib/api/errors';
 import { DEFAULT_ZTUNNEL_SOCKET, PodInfo } from '../../lib/api/node-protocol';
-import { AMBIT_API_VERSION, LABEL_DATAPLANE_MODE, Resource } from '../../lib/api/resource';
+import { AMBIT_API_VERSION, LABEL_DATAPLANE_MODE, LABEL_GATEWAY_NAME, Resource } from '../../lib/api/resource';
 import { createLogger, Logger } from '../../lib/telemetry/log';
 import { parseLabels } from '../plugin/labels';
 import { joinNode, renewIfDue } from './credential';
 import { PodRecord, PodStore } from './pod-store';
 import { installRedirect, removeRedirect, checkRedirect } from './rules';
+import { credentialDue, credentialPath, issueWorkloadCredential, removeWorkloadCredential } from './workload-identity';
 import { ZtunnelLink } from './ztunnel-link';
 
 export interface AgentOptions {
@@ -71,7 +72,7 @@ export class CniAgent {
       this.cfg = loadClientConfig(this.credentialFile);
     }
     this.client = new AmbitClient(dialFromConfig(this.cfg));
-    this.renewTimer = setInterval(() => void this.renew(), 3600_000);
+    this.renewTimer = setInterval(() => void this.renew(), 60_000);
     this.renewTimer.unref();
     this.store = new PodStore(path.join(this.o.stateDir, 'pods.json'));
     this.reconcileOnStart();
@@ -84,6 +85,7 @@ export class CniAgent {
   }
 
   private async renew(): Promise<void> {
+    await this.serial(() => this.renewWorkloadCredentials());
     try {
       if (await renewIfDue(this.client, this.cfg, this.credentialFile, this.o.trustDomain, this.o.node)) {
         this.cfg = loadClientConfig(this.credentialFile);
@@ -130,8 +132,49 @@ export class CniAgent {
     });
   }
 
-  /** Istio's rules: a pod's `istio.io/dataplane-mode` wins (none opts out), else its namespace's. */
+  /** Where a pod that speaks HBONE itself (a waypoint) finds the credential this agent keeps for it. */
+  credentialFileOf(podUid: string): string {
+    return credentialPath(this.o.stateDir, podUid);
+  }
+
+  private async renewWorkloadCredentials(): Promise<void> {
+    for (const p of this.store.all().filter((x) => isWaypoint(x.labels))) {
+      const file = this.credentialFileOf(p.uid);
+      if (!credentialDue(file)) continue;
+      try {
+        await issueWorkloadCredential(this.client, this.cfg, file, { namespace: p.namespace, serviceAccount: p.serviceAccount, trustDomain: this.o.trustDomain });
+        this.log.info({ pod: `${p.namespace}/${p.name}` }, 'renewed the waypoint credential');
+      } catch (err) {
+        this.log.warn({ pod: `${p.namespace}/${p.name}`, err: (err as Error).message }, 'waypoint credential renewal failed; will retry');
+      }
+    }
+  }
+
+  /**
+   * The CA signs only identities of workloads on this node, and learns of the registration
+   * through its store: retry briefly while it catches up.
+   */
+  private async issueCredential(p: PodRecord): Promise<void> {
+    let last: unknown;
+    for (let i = 0; i < 20; i++) {
+      try {
+        await issueWorkloadCredential(this.client, this.cfg, this.credentialFileOf(p.uid), { namespace: p.namespace, serviceAccount: p.serviceAccount, trustDomain: this.o.trustDomain });
+        return;
+      } catch (err) {
+        last = err;
+        if (!(err instanceof ApiError) || err.code === 'Unauthenticated') break;
+        await new Promise((r) => setTimeout(r, 250));
+      }
+    }
+    throw last;
+  }
+
+  /**
+   * Istio's rules: a pod's `istio.io/dataplane-mode` wins (none opts out), else its namespace's.
+   * A waypoint's pods are never captured: they terminate and originate HBONE themselves.
+   */
   private wantsMesh(labels: Record<string, string>, namespace: string): boolean {
+    if (isWaypoint(labels)) return false;
     const own = labels[LABEL_DATAPLANE_MODE];
     if (own === 'none') return false;
     if (own === 'ambient') return true;
@@ -174,7 +217,7 @@ export class CniAgent {
       apiVersion: AMBIT_API_VERSION,
       kind: 'Workload',
       metadata: { name: p.name, namespace: p.namespace, labels: p.labels },
-      spec: { node: this.o.node, serviceAccount: p.serviceAccount, addresses: p.ips, protocol: p.enrolled ? 'HBONE' : 'TCP', uid: p.uid },
+      spec: { node: this.o.node, serviceAccount: p.serviceAccount, addresses: p.ips, protocol: p.enrolled || isWaypoint(p.labels) ? 'HBONE' : 'TCP', uid: p.uid },
     };
   }
 
@@ -208,6 +251,7 @@ export class CniAgent {
       if (p.enrolled) await this.unenroll(p).catch((err: Error) => this.log.warn({ err: err.message }, 'DEL: unenrol failed'));
       this.store.delete(p.containerId);
       await this.deregister(p);
+      if (isWaypoint(p.labels)) removeWorkloadCredential(this.credentialFileOf(p.uid));
       this.log.info({ pod: `${p.namespace}/${p.name}` }, 'pod deleted');
       return { ok: true, enrolled: false };
     }
@@ -250,6 +294,15 @@ export class CniAgent {
     } catch (err) {
       const msg = err instanceof ApiError ? `${err.code}: ${err.message}` : (err as Error).message;
       return { ok: false, code: CNI_TRY_AGAIN, msg: `cannot register pod ${namespace}/${name} with the control plane: ${msg}` };
+    }
+    if (isWaypoint(labels)) {
+      try {
+        await this.issueCredential(p);
+      } catch (err) {
+        await this.deregister(p);
+        const msg = err instanceof ApiError ? `${err.code}: ${err.message}` : (err as Error).message;
+        return { ok: false, code: CNI_TRY_AGAIN, msg: `cannot issue the identity of waypoint pod ${namespace}/${name}: ${msg}` };
+      }
     }
     if (p.enrolled) {
       try {
@@ -307,6 +360,10 @@ export class CniAgent {
     await this.ztunnel?.stop();
     this.client?.close();
   }
+}
+
+function isWaypoint(labels: Record<string, string>): boolean {
+  return Boolean(labels[LABEL_GATEWAY_NAME]);
 }
 
 function podInfo(p: PodRecord): PodInfo {

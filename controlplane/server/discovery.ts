@@ -33,6 +33,8 @@ class Subscription {
   private dirty = false;
   private seq = 0;
   lastNack: string | undefined;
+  /** Replies received: 0 until the subscriber has answered its first response. */
+  replies = 0;
   /** The snapshot the ACKed state equals, when known: the next push only looks at what changed since. */
   private syncedTo: MeshSnapshot | undefined;
   private scope: SubscriberScope | undefined;
@@ -45,6 +47,11 @@ class Subscription {
     initial: Record<string, string>,
   ) {
     for (const [k, v] of Object.entries(initial)) this.acked.set(k, v);
+  }
+
+  /** A response is out and not answered yet. */
+  get busy(): boolean {
+    return this.inflight !== undefined;
   }
 
   /** `force`: answer even when nothing differs, so a (re)connecting subscriber learns it is current. */
@@ -99,6 +106,7 @@ class Subscription {
       return;
     }
     this.inflight = undefined;
+    this.replies++;
     if (errorDetail) {
       this.lastNack = errorDetail;
       for (const [name, v] of f.sent) if (v !== null) this.nacked.set(name, v);
@@ -196,6 +204,23 @@ export class DiscoveryServer {
         this.log.info({ subscriber: label }, 'subscriber disconnected');
       },
     };
+  }
+
+  /**
+   * A waypoint's rollout as Gateway status shows it: how many instances are subscribed,
+   * how many have applied the current configuration, and the last refusal, if any.
+   */
+  waypointStatus(namespace: string, name: string): { instances: number; synced: number; lastNack?: string } {
+    let instances = 0;
+    let synced = 0;
+    let lastNack: string | undefined;
+    for (const s of this.subs) {
+      if (s.sub.type !== 'waypoint' || s.sub.namespace !== namespace || s.sub.name !== name) continue;
+      instances++;
+      if (s.replies > 0 && !s.busy && s.lastNack === undefined) synced++;
+      if (s.lastNack !== undefined) lastNack = s.lastNack;
+    }
+    return { instances, synced, lastNack };
   }
 
   subscriptions(): Array<{ subscriber: string; acked: number; lastNack?: string }> {

@@ -2,7 +2,7 @@ import * as grpc from '@grpc/grpc-js';
 import { ApiError } from '../../lib/api/errors';
 import { services, toServiceError } from '../../lib/api/grpc';
 import { dnsSubdomain } from '../../lib/api/meta';
-import { AMBIT_API_VERSION, Resource } from '../../lib/api/resource';
+import { AMBIT_API_VERSION, Resource, WAYPOINT_GATEWAY_CLASS } from '../../lib/api/resource';
 import { nodeId, Principal, workloadId } from '../../lib/identity/spiffe';
 import type { Logger } from '../../lib/telemetry/log';
 import { CsrError } from '../ca/ca';
@@ -81,12 +81,12 @@ export function buildGrpcServer(d: GrpcDeps): grpc.Server {
     }),
     Get: unary<{ kind: string; namespace: string; name: string }, object>('Get', (req, call) => {
       const who = authed('Get', call);
-      return { json: JSON.stringify(d.api.get(who, req.kind, req.namespace, req.name)) };
+      return { json: JSON.stringify(withStatus(d.discovery, d.api.get(who, req.kind, req.namespace, req.name))) };
     }),
     List: unary<{ kind: string; namespace: string; labelSelector: string }, object>('List', (req, call) => {
       const who = authed('List', call);
       const { items, revision } = d.api.list(who, req.kind, req.namespace, req.labelSelector);
-      return { items: items.map((r) => JSON.stringify(r)), resourceVersion: String(revision) };
+      return { items: items.map((r) => JSON.stringify(withStatus(d.discovery, r))), resourceVersion: String(revision) };
     }),
     Delete: unary<{ refs: Array<{ kind: string; namespace: string; name: string; resourceVersion: string }>; ignoreNotFound: boolean }, object>('Delete', async (req, call) => {
       const who = authed('Delete', call);
@@ -230,6 +230,36 @@ export function buildGrpcServer(d: GrpcDeps): grpc.Server {
     },
   });
   return server;
+}
+
+/**
+ * A waypoint Gateway's status is live, as Kubernetes controllers keep it: Programmed once an
+ * instance has applied the configuration pushed to it (computed on read, so it never
+ * goes stale in the store).
+ */
+function withStatus(discovery: DiscoveryServer, r: Resource): Resource {
+  if (r.kind !== 'Gateway' || (r.spec as { gatewayClassName?: string } | undefined)?.gatewayClassName !== WAYPOINT_GATEWAY_CLASS) return r;
+  const st = discovery.waypointStatus(r.metadata.namespace ?? '', r.metadata.name);
+  const programmed = st.synced > 0;
+  const reason = programmed ? 'Programmed' : st.lastNack ? 'Invalid' : st.instances > 0 ? 'Pending' : 'NoInstances';
+  const message = programmed
+    ? `${st.synced} of ${st.instances} instance(s) applied the current configuration${st.lastNack ? `; refused: ${st.lastNack}` : ''}`
+    : st.lastNack
+      ? `the waypoint refused its configuration: ${st.lastNack}`
+      : st.instances > 0
+        ? 'an instance is connected and has not applied its configuration yet'
+        : 'no waypoint instance is connected to the control plane';
+  const now = new Date().toISOString();
+  return {
+    ...r,
+    status: {
+      conditions: [
+        { type: 'Accepted', status: 'True', reason: 'Accepted', message: 'waypoint of class istio-waypoint', lastTransitionTime: now },
+        { type: 'Programmed', status: programmed ? 'True' : 'False', reason, message, lastTransitionTime: now },
+      ],
+      instances: st.instances,
+    },
+  };
 }
 
 interface DiscoveryRequestMsg {

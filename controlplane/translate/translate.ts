@@ -1,6 +1,6 @@
 import { createHash } from 'node:crypto';
 import type { Resource } from '../../lib/api/resource';
-import { LABEL_USE_WAYPOINT, WAYPOINT_GATEWAY_CLASS } from '../../lib/api/resource';
+import { LABEL_GATEWAY_NAME, LABEL_USE_WAYPOINT, WAYPOINT_GATEWAY_CLASS } from '../../lib/api/resource';
 import {
   Action, AuthorizationMsg, Cidr, Clause, GatewayAddress, Match, MtlsMode, Port, Rule, Scope, ServiceMsg, StringMatch,
   TunnelProtocol, TYPE_AUTHORIZATION, TYPE_SERVICE, TYPE_WAYPOINT_SERVICE, TYPE_WORKLOAD, WorkloadMsg,
@@ -40,7 +40,6 @@ interface WaypointRef {
   name: string;
 }
 
-const GATEWAY_NAME_LABEL = 'gateway.networking.k8s.io/gateway-name';
 const WAYPOINT_FOR_LABEL = 'istio.io/waypoint-for';
 const USE_WAYPOINT_NAMESPACE_LABEL = 'istio.io/use-waypoint-namespace';
 
@@ -120,7 +119,7 @@ export function translate(model: Model, opts: TranslateOptions, previous?: MeshS
 
   const waypointAddress = (ref: WaypointRef): GatewayAddress | undefined => {
     if (!gateways.has(`${ref.namespace}/${ref.name}`)) return undefined;
-    const pods = select(ref.namespace, { [GATEWAY_NAME_LABEL]: ref.name });
+    const pods = select(ref.namespace, { [LABEL_GATEWAY_NAME]: ref.name });
     return {
       namespace: ref.namespace,
       name: ref.name,

@@ -35,4 +35,6 @@ export const AMBIT_API_VERSION = 'ambit.io/v1alpha1';
 /** Well-known labels, the same as Istio's so existing manifests mean the same here. */
 export const LABEL_DATAPLANE_MODE = 'istio.io/dataplane-mode';
 export const LABEL_USE_WAYPOINT = 'istio.io/use-waypoint';
+/** On a waypoint's pods: the name of the Gateway they serve (Kubernetes Gateway API convention). */
+export const LABEL_GATEWAY_NAME = 'gateway.networking.k8s.io/gateway-name';
 export const WAYPOINT_GATEWAY_CLASS = 'istio-waypoint';

@@ -89,3 +89,17 @@ export class Snapshot {
     return new Snapshot(new Map(), new Map(), new Map());
   }
 }
+
+/** Refuses a workload the data path could not use; the message names it. */
+export function checkWorkload(name: string, w: WorkloadMsg): WorkloadMsg {
+  if (!w.namespace || !w.serviceAccount || !w.trustDomain) throw new Error(`${name}: workload without namespace, service account or trust domain`);
+  for (const a of w.addresses) if (a.length !== 4 && a.length !== 16) throw new Error(`${name}: address of ${a.length} bytes`);
+  return w;
+}
+
+/** Refuses a service the data path could not use; the message names it. */
+export function checkService(name: string, s: ServiceMsg): ServiceMsg {
+  for (const v of s.vips) if (v.length !== 4 && v.length !== 16) throw new Error(`${name}: VIP of ${v.length} bytes`);
+  for (const p of s.ports) if (!p.servicePort || p.servicePort > 65535 || p.targetPort > 65535) throw new Error(`${name}: bad port ${p.servicePort}->${p.targetPort}`);
+  return s;
+}

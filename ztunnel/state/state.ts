@@ -1,6 +1,6 @@
 import { AuthorizationMsg, ServiceMsg, TYPE_AUTHORIZATION, TYPE_SERVICE, TYPE_WORKLOAD, WorkloadMsg } from '../../lib/api/workload-types';
 import type { DeltaUpdate } from '../../lib/xds/client';
-import { Snapshot } from '../../lib/mesh/snapshot';
+import { checkService, checkWorkload, Snapshot } from '../../lib/mesh/snapshot';
 
 /**
  * The ztunnel's configuration, written only by the discovery stream. Each update is
@@ -64,16 +64,4 @@ export class ProxyState {
 function replace<K, V>(target: Map<K, V>, src: Map<K, V>): void {
   target.clear();
   for (const [k, v] of src) target.set(k, v);
-}
-
-function checkWorkload(name: string, w: WorkloadMsg): WorkloadMsg {
-  if (!w.namespace || !w.serviceAccount || !w.trustDomain) throw new Error(`${name}: workload without namespace, service account or trust domain`);
-  for (const a of w.addresses) if (a.length !== 4 && a.length !== 16) throw new Error(`${name}: address of ${a.length} bytes`);
-  return w;
-}
-
-function checkService(name: string, s: ServiceMsg): ServiceMsg {
-  for (const v of s.vips) if (v.length !== 4 && v.length !== 16) throw new Error(`${name}: VIP of ${v.length} bytes`);
-  for (const p of s.ports) if (!p.servicePort || p.servicePort > 65535 || p.targetPort > 65535) throw new Error(`${name}: bad port ${p.servicePort}->${p.targetPort}`);
-  return s;
 }
