@@ -80,6 +80,15 @@ export function registerDevCommands(program: Command, out: Out): void {
     .addHelpText('after', '\nExamples:\n  ambit dev up --nodes 2\n  ambit dev pod run web --node node2 -- python3 -m http.server 8080\n  ambit dev exec client -- curl -s http://10.244.2.2:8080/\n  ambit dev down');
 
   dev
+    .command('waypoint-controller', { hidden: true })
+    .description('run the local cluster\'s waypoint controller (started by `ambit dev up`)')
+    .addOption(dirOption())
+    .action(action(async (o: { dir?: string }) => {
+      const { runWaypointController } = await lib();
+      await runWaypointController({ dir: o.dir });
+    }));
+
+  dev
     .command('up')
     .description('create the hosts, the fabric and the control plane, start the agents and ztunnels (under a supervisor that outlives this command)')
     .option('--nodes <n>', 'number of hosts (node1..nodeN)', positiveInt, 2)

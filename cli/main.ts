@@ -8,6 +8,7 @@ import { DEFAULT_NAMESPACE, describeKey, keyOf } from '../lib/api/resource';
 import { ManifestError, readManifests, SourceDoc } from './manifests';
 import { renderList } from './output';
 import { registerDevCommands } from './dev';
+import { registerWaypointCommands } from './waypoint';
 
 const VERSION: string = (require('../../package.json') as { version: string }).version;
 
@@ -87,6 +88,8 @@ export function buildProgram(out: (s: string) => void = (s) => process.stdout.wr
     .name('ambit')
     .description('Ambit: a sidecarless (ambient) service mesh.\n\nResources are Kubernetes-shaped YAML (the same kinds and fields as Istio and the Gateway API).\nThe CLI talks to the control plane with the credential in $AMBIT_CONFIG or ~/.ambit/config.')
     .version(VERSION, '--version', 'print the version')
+    // Subcommands own their options: `ambit waypoint status --namespace x` means status's --namespace.
+    .enablePositionalOptions()
     .showHelpAfterError('(run with --help for usage)')
     .configureOutput({ outputError: (s, write) => write(s) });
 
@@ -309,6 +312,15 @@ export function buildProgram(out: (s: string) => void = (s) => process.stdout.wr
     });
 
   registerDevCommands(program, out);
+  registerWaypointCommands(program, {
+    out,
+    client,
+    runDaemon,
+    duration,
+    fail: (message: string): never => {
+      throw new CliError(message);
+    },
+  });
 
   return program;
 }

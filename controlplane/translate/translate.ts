@@ -503,7 +503,7 @@ function waypointServiceConfig(
   const svcNs = b.svc.metadata.namespace!;
   const gwName = gw.metadata.name;
   const gwNs = gw.metadata.namespace!;
-  const brief = (r: Resource) => ({ namespace: r.metadata.namespace!, name: r.metadata.name, spec: r.spec });
+  const brief = (r: Resource) => ({ namespace: r.metadata.namespace!, name: r.metadata.name, spec: r.spec, ...(r.metadata.annotations ? { annotations: r.metadata.annotations } : {}) });
   const parentMatches = (r: Resource): boolean =>
     (spec<{ parentRefs?: Array<{ kind?: string; group?: string; name: string; namespace?: string }> }>(r).parentRefs ?? []).some((p) => {
       const ns = p.namespace ?? r.metadata.namespace;

@@ -2,7 +2,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { withAdmin, writeLocalAdminConfig } from './admin';
 import { installCni } from './cni';
-import { agentProc, componentId, componentLog, controlPlaneProc, controlPlaneProxyProc, ztunnelProc } from './components';
+import { agentProc, componentId, componentLog, controlPlaneProc, controlPlaneProxyProc, waypointControllerProc, ztunnelProc } from './components';
 import { addresses, deleteNetns, IfAddress, listNetns, netnsExists } from './netns';
 import { httpGet } from './netns-http';
 import { createTopology } from './network';
@@ -157,6 +157,8 @@ async function bringUp(paths: ClusterPaths, state: ClusterState, readyMs: number
     }
   }));
 
+  await startProc(paths, waypointControllerProc(paths, state));
+  progress('waypoint controller running (a pod per Gateway of class istio-waypoint)');
   return notReady;
 }
 

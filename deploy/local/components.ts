@@ -93,3 +93,16 @@ export function ztunnelProc(paths: ClusterPaths, s: ClusterState, h: HostSpec): 
     stopGraceMs: 8000,
   };
 }
+
+/** The local cluster's deployment controller for waypoints: runs in the root netns, as the CLI's pod commands do. */
+export function waypointControllerProc(paths: ClusterPaths, s: ClusterState): ProcSpec {
+  return {
+    id: 'waypoint-controller',
+    argv: ambit(['dev', 'waypoint-controller', '--dir', paths.dir]),
+    env: componentEnv(s.logLevel),
+    cwd: paths.dir,
+    log: paths.componentLog('waypoint-controller'),
+    restart: 'always',
+    stopGraceMs: 5000,
+  };
+}

@@ -31,3 +31,4 @@ export type { ClusterState, PodRecord } from './state';
 // Entry points run as their own processes (compiled alongside): the supervisor and the control plane socket forwarder.
 export { runSupervisor } from './supervisor';
 export { runUdsProxy } from './uds-proxy';
+export { runWaypointController, reconcileWaypoints, waypointPodName } from './waypoints';

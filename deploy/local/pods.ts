@@ -37,6 +37,8 @@ export interface PodRunOptions extends PodRef {
   restart?: RestartPolicy;
   /** Working directory of the process (default: the caller's). */
   cwd?: string;
+  /** The pod's UID (default: a random UUID); a controller that must name the pod's files up front chooses it. */
+  uid?: string;
 }
 
 export interface PodInfo {
@@ -155,7 +157,7 @@ export async function podRun(o: PodRunOptions): Promise<PodInfo> {
   if (!SA.test(serviceAccount)) throw new Error(`service account "${serviceAccount}" must be a DNS subdomain (lowercase letters, digits, "-", ".")`);
   if (!o.command || o.command.length === 0) throw new Error('give the command to run in the pod after --, e.g. `ambit dev pod run web -- python3 -m http.server 8080`');
   const netns = podNetns(state.name, namespace, name);
-  const uid = randomUUID();
+  const uid = o.uid ?? randomUUID();
   const p: PodRecord = {
     name, namespace, node, uid, containerId: uid, netns, serviceAccount, labels: o.labels ?? {}, phase: 'creating', ips: [], cniAdded: [],
     command: o.command, env: {}, cwd: o.cwd ?? process.cwd(), restart: o.restart ?? 'never', log: paths.podLog(namespace, name),

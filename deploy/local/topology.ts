@@ -18,6 +18,8 @@ export const CONTROLPLANE_IP = '10.250.0.2';
 export const GRPC_PORT = 15012;
 export const MONITORING_PORT = 15014;
 export const ZTUNNEL_ADMIN_PORT = 15000;
+/** A waypoint's admin port, on 127.0.0.1 inside its own pod netns. */
+export const WAYPOINT_ADMIN_PORT = 15000;
 export const ZTUNNEL_METRICS_PORT = 15020;
 /**
  * The nameserver a pod gets in resolv.conf: its host's pod gateway (cni0). An enrolled

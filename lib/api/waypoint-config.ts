@@ -5,13 +5,21 @@ import type { Port } from './workload-types';
  * DiscoveryResource of type TYPE_WAYPOINT_SERVICE, named `l7/<namespace>/<service>`): the
  * service, and the user's L7 resources that apply to it, as written (already validated).
  */
+/** One user resource as the waypoint needs it; `annotations` carry Ambit's extensions (e.g. ambit.io/local-rate-limit). */
+export interface WaypointResourceRef {
+  namespace: string;
+  name: string;
+  spec: unknown;
+  annotations?: Record<string, string>;
+}
+
 export interface WaypointServiceConfig {
   service: { name: string; namespace: string; hostname: string; vips: string[]; ports: Port[] };
   waypoint: { namespace: string; name: string };
-  httpRoutes: Array<{ namespace: string; name: string; spec: unknown }>;
-  grpcRoutes: Array<{ namespace: string; name: string; spec: unknown }>;
-  virtualServices: Array<{ namespace: string; name: string; spec: unknown }>;
-  destinationRules: Array<{ namespace: string; name: string; spec: unknown }>;
-  authorizationPolicies: Array<{ namespace: string; name: string; spec: unknown }>;
-  requestAuthentications: Array<{ namespace: string; name: string; spec: unknown }>;
+  httpRoutes: WaypointResourceRef[];
+  grpcRoutes: WaypointResourceRef[];
+  virtualServices: WaypointResourceRef[];
+  destinationRules: WaypointResourceRef[];
+  authorizationPolicies: WaypointResourceRef[];
+  requestAuthentications: WaypointResourceRef[];
 }

@@ -1,0 +1,166 @@
+import { test, after, before } from 'node:test';
+import assert from 'node:assert/strict';
+import http from 'node:http';
+import http2 from 'node:http2';
+import {
+  buildSnapshot, GW, h1Request, h2Request, hostOf, ISTIO, obj, pool, serviceConfig, startBackend, startHarness,
+  type Backend, type Harness, type ServiceDef,
+} from '../helpers/waypoint-harness';
+
+const reviews: ServiceDef = { name: 'reviews', vip: '10.96.0.10', ports: [9080] };
+const host = hostOf('reviews');
+const workloads = [
+  { name: 'reviews-v1', ip: '10.0.0.1', version: 'v1', app: 'reviews', services: { [host]: [{ servicePort: 9080, targetPort: 9080 }] } },
+  { name: 'reviews-v2', ip: '10.0.0.2', version: 'v2', app: 'reviews', services: { [host]: [{ servicePort: 9080, targetPort: 9080 }] } },
+];
+const mesh = buildSnapshot([reviews], workloads);
+const dr = obj(ISTIO, 'DestinationRule', 'reviews', { host: 'reviews', subsets: [{ name: 'v1', labels: { version: 'v1' } }, { name: 'v2', labels: { version: 'v2' } }] });
+const weighted = (w1: number, w2: number) =>
+  obj(ISTIO, 'VirtualService', 'reviews', { hosts: ['reviews'], http: [{ route: [{ destination: { host: 'reviews', subset: 'v1' }, weight: w1 }, { destination: { host: 'reviews', subset: 'v2' }, weight: w2 }] }] });
+
+let h: Harness;
+let v1: Backend;
+let v2: Backend;
+let port: number;
+
+function apply(parts: Parameters<typeof serviceConfig>[1]) {
+  return h.engine.update(mesh, new Map([['l7/shop/reviews', serviceConfig(reviews, parts)]]));
+}
+
+before(async () => {
+  h = await startHarness();
+  const handler = (name: string) => (req: http.IncomingMessage | http2.Http2ServerRequest, res: http.ServerResponse | http2.Http2ServerResponse) => {
+    req.resume();
+    req.on('end', () => {
+      res.setHeader('x-served-by', name);
+      res.setHeader('x-saw-xff', String(req.headers['x-forwarded-for'] ?? ''));
+      res.setHeader('x-saw-envoy', String(req.headers['x-envoy-internal'] ?? ''));
+      res.setHeader('x-saw-path', String(req.url));
+      res.setHeader('x-saw-traceparent', String(req.headers.traceparent ?? ''));
+      res.end(`hello from ${name}`);
+    });
+  };
+  v1 = await startBackend('reviews-v1', handler('v1'));
+  v2 = await startBackend('reviews-v2', handler('v2'));
+  h.connector.ports.set('reviews-v1', v1.port);
+  h.connector.ports.set('reviews-v2', v2.port);
+  port = await h.tunnel({ authority: '10.96.0.10:9080' });
+});
+
+after(async () => {
+  await h.close();
+  await v1.close();
+  await v2.close();
+});
+
+test('a plain request reaches an endpoint; caller-sent internal headers are replaced', async () => {
+  assert.deepEqual(apply({}), []);
+  const r = await h1Request(port, { path: '/x', headers: { 'x-forwarded-for': '6.6.6.6', 'x-envoy-internal': 'true', traceparent: '00-11111111111111111111111111111111-2222222222222222-01' } });
+  assert.equal(r.status, 200);
+  assert.match(r.body, /hello from v[12]/);
+  assert.equal(r.headers['x-saw-xff'], '10.1.0.1');
+  assert.equal(r.headers['x-saw-envoy'], '');
+  const recs = await h.telemetry.closed(1);
+  const rec = recs[recs.length - 1];
+  assert.equal(rec.code, 200);
+  assert.equal(rec.flags, '-');
+  assert.equal(r.headers['x-saw-traceparent'], rec.traceparent);
+  assert.equal(rec.info.traceparent, '00-11111111111111111111111111111111-2222222222222222-01');
+});
+
+test('90/10 weighted split over 2,000 requests, within 3 points', async () => {
+  assert.deepEqual(apply({ virtualServices: [weighted(90, 10)], destinationRules: [dr] }), []);
+  const agent = new http.Agent({ keepAlive: true, maxSockets: 16 });
+  const results = await pool(2000, 16, () => h1Request(port, { agent }));
+  agent.destroy();
+  const byV1 = results.filter((r) => r.headers['x-served-by'] === 'v1').length;
+  assert.ok(results.every((r) => r.status === 200), 'every request succeeded');
+  const share = (byV1 / results.length) * 100;
+  assert.ok(Math.abs(share - 90) <= 3, `v1 got ${share.toFixed(1)}%`);
+});
+
+test('a weight change under load applies to new requests with no failed request', async () => {
+  assert.deepEqual(apply({ virtualServices: [weighted(100, 0)], destinationRules: [dr] }), []);
+  const agent = new http.Agent({ keepAlive: true, maxSockets: 8 });
+  let switched = false;
+  const seen: Array<{ after: boolean; by: string; status: number }> = [];
+  const load = pool(1200, 8, async (i) => {
+    if (i === 400) {
+      apply({ virtualServices: [weighted(0, 100)], destinationRules: [dr] });
+      switched = true;
+    }
+    const after = switched;
+    const r = await h1Request(port, { agent });
+    seen.push({ after, by: String(r.headers['x-served-by']), status: r.status });
+  });
+  await load;
+  agent.destroy();
+  assert.ok(seen.every((s) => s.status === 200), 'no failed request');
+  // Requests the client had sent but the waypoint had not yet read may see the new weights (at most one per connection).
+  assert.ok(seen.filter((s) => !s.after && s.by !== 'v1').length <= 8, 'before the change only v1, but for those in flight');
+  assert.ok(seen.filter((s) => s.after).every((s) => s.by === 'v2'), 'requests started after the change go to v2');
+});
+
+test('a header match routes to v2 and everything else to v1 (subsets by DestinationRule)', async () => {
+  const vs = obj(ISTIO, 'VirtualService', 'reviews', {
+    hosts: ['reviews'],
+    http: [
+      { match: [{ headers: { 'end-user': { exact: 'jason' } } }], route: [{ destination: { host: 'reviews', subset: 'v2' } }] },
+      { route: [{ destination: { host: 'reviews', subset: 'v1' } }] },
+    ],
+  });
+  assert.deepEqual(apply({ virtualServices: [vs], destinationRules: [dr] }), []);
+  for (let i = 0; i < 20; i++) {
+    const a = await h1Request(port, { headers: { 'end-user': 'jason' } });
+    const b = await h1Request(port, { headers: { 'end-user': 'other' } });
+    assert.equal(a.headers['x-served-by'], 'v2');
+    assert.equal(b.headers['x-served-by'], 'v1');
+  }
+});
+
+test('HTTPRoute: no match is 404 NR; header modifiers, rewrite and redirect apply', async () => {
+  const parentRefs = [{ group: '', kind: 'Service', name: 'reviews', port: 9080 }];
+  const route = obj(GW, 'HTTPRoute', 'reviews', {
+    parentRefs,
+    rules: [
+      {
+        matches: [{ path: { type: 'PathPrefix', value: '/api' } }],
+        filters: [
+          { type: 'URLRewrite', urlRewrite: { path: { type: 'ReplacePrefixMatch', replacePrefixMatch: '/v1' } } },
+          { type: 'ResponseHeaderModifier', responseHeaderModifier: { set: [{ name: 'x-route', value: 'api' }] } },
+        ],
+        backendRefs: [{ name: 'reviews', port: 9080 }],
+      },
+      {
+        matches: [{ path: { type: 'Exact', value: '/old' } }],
+        filters: [{ type: 'RequestRedirect', requestRedirect: { path: { type: 'ReplaceFullPath', replaceFullPath: '/new' }, statusCode: 302 } }],
+      },
+    ],
+  });
+  assert.deepEqual(apply({ httpRoutes: [route] }), []);
+  const a = await h1Request(port, { path: '/api/items?x=1' });
+  assert.equal(a.status, 200);
+  assert.equal(a.headers['x-saw-path'], '/v1/items?x=1');
+  assert.equal(a.headers['x-route'], 'api');
+  const b = await h1Request(port, { path: '/nothing' });
+  assert.equal(b.status, 404);
+  const c = await h1Request(port, { path: '/old' });
+  assert.equal(c.status, 302);
+  assert.match(String(c.headers.location), /\/new$/);
+  const recs = await h.telemetry.closed(3);
+  assert.ok(recs.some((r) => r.code === 404 && r.flags === 'NR'));
+});
+
+test('HTTP/2 callers are served over HTTP/2 upstream', async () => {
+  assert.deepEqual(apply({}), []);
+  const s = http2.connect(`http://127.0.0.1:${port}`);
+  try {
+    const results = await Promise.all(Array.from({ length: 20 }, (_, i) => h2Request(s, { ':path': `/h2/${i}`, ':authority': 'reviews' })));
+    for (const r of results) {
+      assert.equal(r.status, 200);
+      assert.match(r.body, /hello from v[12]/);
+    }
+  } finally {
+    s.close();
+  }
+});

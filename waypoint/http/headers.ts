@@ -1,0 +1,90 @@
+import { randomUUID } from 'node:crypto';
+import type { IncomingHttpHeaders } from 'node:http';
+import type { HeaderMap } from './types';
+
+// RFC 9110 §7.6.1 plus the legacy ones Envoy also drops. HTTP/2 forbids all of them outright, so
+// forwarding one from an HTTP/1 caller to an HTTP/2 upstream would make the request invalid.
+const HOP_BY_HOP = ['connection', 'keep-alive', 'proxy-connection', 'proxy-authenticate', 'proxy-authorization', 'transfer-encoding', 'upgrade', 'http2-settings'];
+
+// Headers only the mesh may set: a caller that sends them could spoof its origin (x-forwarded-for),
+// steer the proxy (x-envoy-*) or impersonate mesh metadata (x-ambit-*, x-istio-*).
+const INTERNAL_PREFIXES = ['x-envoy-', 'x-ambit-', 'x-istio-', 'x-forwarded-'];
+const INTERNAL_EXACT = new Set(['forwarded']);
+
+const REQUEST_ID = /^[A-Za-z0-9._:-]{1,128}$/;
+
+function connectionTokens(v: string | string[] | undefined): string[] {
+  if (v === undefined) return [];
+  const s = Array.isArray(v) ? v.join(',') : v;
+  return s
+    .split(',')
+    .map((t) => t.trim().toLowerCase())
+    .filter((t) => t !== '');
+}
+
+/**
+ * Removes hop-by-hop fields in place, including those a Connection header nominates. `te` survives
+ * only as "trailers", which gRPC needs end to end.
+ */
+export function stripHopByHop(h: HeaderMap, opts: { keepUpgrade?: boolean } = {}): void {
+  const upgrade = h.upgrade;
+  for (const name of connectionTokens(h.connection)) {
+    // A caller must not be able to strip the headers the mesh itself adds or checks afterwards.
+    if (name !== 'te') delete h[name];
+  }
+  for (const name of HOP_BY_HOP) delete h[name];
+  if (h.te !== undefined) {
+    const hasTrailers = connectionTokens(h.te).some((t) => t === 'trailers' || t.startsWith('trailers;'));
+    if (hasTrailers) h.te = 'trailers';
+    else delete h.te;
+  }
+  if (opts.keepUpgrade && upgrade !== undefined) {
+    h.upgrade = upgrade;
+    h.connection = 'upgrade';
+  }
+}
+
+/** Copies node's header object without pseudo-headers and with multi-valued fields kept as arrays. */
+export function copyHeaders(src: IncomingHttpHeaders | Record<string, string | string[] | undefined>): HeaderMap {
+  const out: HeaderMap = {};
+  for (const k of Object.keys(src)) {
+    if (k.charCodeAt(0) === 0x3a /* ':' */) continue;
+    const v = src[k];
+    if (v !== undefined) out[k] = v;
+  }
+  return out;
+}
+
+export interface ForwardingFacts {
+  sourceAddress: string;
+  traceparent: string;
+  requestId: string;
+}
+
+/** Picks the x-request-id: the caller's when well-formed (so traces join up), a new one otherwise. */
+export function requestIdOf(h: HeaderMap): string {
+  const v = h['x-request-id'];
+  return typeof v === 'string' && REQUEST_ID.test(v) ? v : randomUUID();
+}
+
+/** Headers from the caller that the mesh does not trust, replaced by what the waypoint knows. */
+export function sanitizeRequestHeaders(h: HeaderMap, f: ForwardingFacts): void {
+  for (const name of Object.keys(h)) {
+    if (INTERNAL_EXACT.has(name) || INTERNAL_PREFIXES.some((p) => name.startsWith(p))) delete h[name];
+  }
+  h['x-forwarded-for'] = f.sourceAddress;
+  // The caller spoke plain HTTP inside the tunnel; mTLS is the mesh's, not the application's.
+  h['x-forwarded-proto'] = 'http';
+  h['x-request-id'] = f.requestId;
+  h.traceparent = f.traceparent;
+}
+
+export function headerValue(h: HeaderMap, name: string): string | undefined {
+  const v = h[name];
+  return v === undefined ? undefined : Array.isArray(v) ? v.join(',') : v;
+}
+
+export function isGrpcContentType(h: HeaderMap): boolean {
+  const ct = headerValue(h, 'content-type');
+  return ct !== undefined && ct.toLowerCase().startsWith('application/grpc') && !ct.toLowerCase().startsWith('application/grpc-web');
+}

@@ -1,0 +1,438 @@
+/**
+ * The router: takes a request that passed the filters and a RouteMatch, and gets it answered by
+ * an endpoint: backend choice by weight, cluster and endpoint choice, per-try and overall
+ * timeouts, retries within the retry budget, mirrors, and the response streamed back.
+ */
+import type { Readable } from 'node:stream';
+import type { Logger } from '../../lib/telemetry/log';
+import type { RequestRecord } from '../telemetry/types';
+import type { Cluster, ClusterEndpoint, ClusterManager } from '../upstream/cluster';
+import { UpstreamError, type UpstreamExchange, type UpstreamRequestHead, type UpstreamResponse } from '../upstream/exchange';
+import { backoffMs, shouldRetry, type AttemptOutcome, type RetryBudget, type RetryConditions } from '../upstream/retry-policy';
+import { pickWeighted, type RandomSource } from '../upstream/weighted-pick';
+import type { Downstream } from './downstream';
+import { applyHeaderMutation } from './filters/header-mutation';
+import { isGrpcContentType, stripHopByHop } from './headers';
+import { sendLocalReply } from './local-reply';
+import { RequestBody } from './request-body';
+import type { HeaderMutation, Mirror, RouteBackend, RouteMatch } from './route-table';
+import type { HeaderMap, HttpLimits, ResponseFlag } from './types';
+
+export interface RouterDeps {
+  clusters: ClusterManager;
+  budget: RetryBudget;
+  random: RandomSource;
+  limits: HttpLimits;
+  log: Logger;
+  /** True while the engine drains: responses ask HTTP/1 callers to close. */
+  draining(): boolean;
+}
+
+export interface ForwardRequest {
+  ds: Downstream;
+  record: RequestRecord;
+  route: RouteMatch;
+  head: UpstreamRequestHead;
+  grpc: boolean;
+  sourceIp: string;
+  /** A flag an earlier filter earned (DI after an injected delay). */
+  extraFlag?: ResponseFlag;
+}
+
+const GRPC_DEADLINE_EXCEEDED = 4;
+
+/** gRPC's grpc-timeout header ("100m", "5S"): milliseconds, or undefined when absent or malformed. */
+export function parseGrpcTimeout(v: string | string[] | undefined): number | undefined {
+  if (typeof v !== 'string') return undefined;
+  const m = /^(\d{1,8})([HMSmun])$/.exec(v);
+  if (!m) return undefined;
+  const n = Number(m[1]);
+  const scale: Record<string, number> = { H: 3_600_000, M: 60_000, S: 1000, m: 1, u: 0.001, n: 0.000001 };
+  return Math.max(1, Math.ceil(n * scale[m[2]]));
+}
+
+type AttemptResult =
+  | { kind: 'response'; exchange: UpstreamExchange; response: UpstreamResponse }
+  | { kind: 'failure'; outcome: AttemptOutcome; error: UpstreamError | null; reused: boolean };
+
+/** One request's trip upstream. Created per request; all state lives here rather than in closures. */
+export class ForwardedRequest {
+  private readonly ds: Downstream;
+  private readonly record: RequestRecord;
+  private readonly route: RouteMatch;
+  private readonly head: UpstreamRequestHead;
+  private readonly body: RequestBody;
+  private cluster: Cluster | null = null;
+  private backend: RouteBackend | null = null;
+  private exchange: UpstreamExchange | null = null;
+  private responseBody: Readable | null = null;
+  private timer: NodeJS.Timeout | null = null;
+  private tryTimer: NodeJS.Timeout | null = null;
+  private tryTimedOut = false;
+  private done = false;
+  private timedOut = false;
+  private budgetStarted = false;
+  private readonly flags = new Set<ResponseFlag>();
+  private status = 0;
+
+  constructor(
+    private readonly deps: RouterDeps,
+    private readonly req: ForwardRequest,
+  ) {
+    this.ds = req.ds;
+    this.record = req.record;
+    this.route = req.route;
+    this.head = req.head;
+    this.body = new RequestBody(req.ds.body, deps.limits.maxRetryBufferBytes);
+    this.ds.onAbort(() => this.onDownstreamAbort());
+    if (req.extraFlag) this.flags.add(req.extraFlag);
+  }
+
+  start(): void {
+    const backend = pickWeighted(this.route.backends, this.deps.random);
+    if (!backend) {
+      this.localReply(this.route.noBackendStatus, 'no healthy upstream', 'UH');
+      return;
+    }
+    this.backend = backend;
+    applyHeaderMutation(this.head.headers, backend.requestHeaders);
+    const cluster = this.deps.clusters.get({ hostname: backend.hostname, port: backend.port, subset: backend.subset?.name });
+    if (backend.subset && (backend.subset.labels === null || cluster.undefinedSubset)) {
+      this.localReply(503, 'no healthy upstream', 'NC');
+      return;
+    }
+    this.cluster = cluster;
+    cluster.counters.requests++;
+    this.deps.budget.onRequestStart(cluster.name);
+    this.budgetStarted = true;
+
+    const grpcTimeout = this.req.grpc ? parseGrpcTimeout(this.head.headers['grpc-timeout']) : undefined;
+    const routeTimeout = this.route.timeouts.requestMs;
+    const timeout = grpcTimeout !== undefined && (routeTimeout === undefined || grpcTimeout < routeTimeout) ? grpcTimeout : routeTimeout;
+    if (timeout !== undefined) this.timer = setTimeout(() => this.onTimeout(), timeout);
+
+    for (const m of this.route.filters.mirrors) {
+      if (this.deps.random() * 100 < m.percent) void this.mirror(m);
+    }
+    void this.run(cluster);
+  }
+
+  private retryConditions(): RetryConditions | null {
+    const r = this.route.retry;
+    if (!r) return null;
+    return { on: new Set(r.retryOn), statusCodes: new Set(r.codes) };
+  }
+
+  private async run(cluster: Cluster): Promise<void> {
+    const conds = this.retryConditions();
+    const maxRetries = this.route.retry?.attempts ?? 0;
+    const tried = new Set<string>();
+    let retries = 0;
+    let transparentRetryUsed = false;
+    const protocol = this.ds.protocol;
+    for (;;) {
+      if (this.done) return;
+      const ep = cluster.pick({ headers: this.head.headers, sourceIp: this.req.sourceIp }, tried);
+      if (!ep) {
+        this.localReply(503, 'no healthy upstream', 'UH');
+        return;
+      }
+      const admission = cluster.admit(protocol);
+      if (!admission.ok) {
+        this.localReply(503, 'upstream connect error or disconnect/reset before headers. reset reason: overflow', 'UO');
+        return;
+      }
+      tried.add(ep.id);
+      this.record.setDestination(ep.target.workload, ep.target.workload.identity, `${ep.address}:${ep.target.port}`);
+      cluster.onStart(ep);
+      let result: AttemptResult;
+      try {
+        result = await this.attempt(cluster, ep);
+      } finally {
+        cluster.onEnd(ep);
+      }
+      if (this.done) {
+        admission.release();
+        if (result.kind === 'response') result.exchange.abort();
+        return;
+      }
+      if (result.kind === 'response') {
+        const { response } = result;
+        cluster.report(ep, { status: response.status });
+        const grpcStatus = response.headers['grpc-status'];
+        const outcome: AttemptOutcome = { status: response.status, grpcStatus: typeof grpcStatus === 'string' ? Number(grpcStatus) : undefined };
+        if (conds && this.decideRetry(conds, outcome, retries, maxRetries, cluster)) {
+          retries++;
+          this.discard(result.exchange, response);
+          admission.release();
+          if (!(await this.backoff(retries))) return;
+          continue;
+        }
+        this.respond(result.exchange, response, admission.release);
+        return;
+      }
+      admission.release();
+      const { outcome, error } = result;
+      cluster.report(ep, { connectFailure: outcome.connectFailure, status: outcome.connectFailure ? undefined : 503 });
+      // A keep-alive connection the endpoint closed just as we reused it: the request never reached
+      // the application, so one silent retry is safe whatever the policy says.
+      if (result.reused && !transparentRetryUsed && this.body.replayable && !this.tryTimedOut) {
+        transparentRetryUsed = true;
+        tried.delete(ep.id);
+        continue;
+      }
+      if (conds && this.decideRetry(conds, outcome, retries, maxRetries, cluster)) {
+        retries++;
+        if (!(await this.backoff(retries))) return;
+        continue;
+      }
+      if (this.done) return;
+      if (outcome.perTryTimeout) this.localReply(504, 'upstream request timeout', 'UT', GRPC_DEADLINE_EXCEEDED);
+      else if (outcome.connectFailure) this.localReply(503, `upstream connect error or disconnect/reset before headers. reset reason: connection failure${error ? `, ${error.message}` : ''}`, 'UF');
+      else this.localReply(503, 'upstream connect error or disconnect/reset before headers. reset reason: connection termination', 'UC');
+      return;
+    }
+  }
+
+  /**
+   * Whether to retry: the policy's conditions, the attempts left, a body that can be sent again,
+   * and the retry budget. A granted retry holds a budget slot until its attempt ends.
+   */
+  private decideRetry(conds: RetryConditions, outcome: AttemptOutcome, retries: number, maxRetries: number, cluster: Cluster): boolean {
+    if (this.done) return false;
+    const d = shouldRetry(conds, outcome, { bodyReplayable: this.body.replayable, retriesSoFar: retries, maxRetries });
+    if (!d.retry) {
+      if (d.reason === 'retries exhausted') this.flags.add('URX');
+      return false;
+    }
+    if (!this.deps.budget.tryAcquire(cluster.name)) {
+      cluster.counters.retriesSuppressed++;
+      this.flags.add('URX');
+      return false;
+    }
+    cluster.counters.retries++;
+    this.heldRetry = cluster.name;
+    return true;
+  }
+
+  /** Exponential backoff with full jitter before retry number `retry`; false when the request ended meanwhile. */
+  private async backoff(retry: number): Promise<boolean> {
+    const wait = backoffMs(retry, this.deps.random, this.route.retry?.backoffBaseMs);
+    if (wait > 0) await new Promise<void>((r) => setTimeout(r, wait));
+    return !this.done;
+  }
+
+  private heldRetry: string | null = null;
+
+  private releaseRetry(): void {
+    if (this.heldRetry !== null) {
+      this.deps.budget.release(this.heldRetry);
+      this.heldRetry = null;
+    }
+  }
+
+  private async attempt(cluster: Cluster, ep: ClusterEndpoint): Promise<AttemptResult> {
+    this.tryTimedOut = false;
+    this.exchange = null;
+    const perTry = this.route.timeouts.perTryTimeoutMs ?? this.route.retry?.perTryTimeoutMs;
+    let exchange: UpstreamExchange | null = null;
+    try {
+      const head = { ...this.head, headers: { ...this.head.headers } };
+      if (this.ds.protocol === 'http2') {
+        const pending = cluster.http2.request(ep.id, ep.target, head);
+        if (perTry !== undefined) this.armTryTimer(perTry);
+        exchange = await pending;
+      } else {
+        exchange = cluster.http1.request(ep.id, ep.target, head);
+        if (perTry !== undefined) this.armTryTimer(perTry);
+      }
+      this.exchange = exchange;
+      if (this.tryTimedOut || this.done) {
+        exchange.abort();
+        return { kind: 'failure', outcome: { perTryTimeout: true }, error: null, reused: false };
+      }
+      if (this.ds.body !== null && !this.body.attach(exchange.requestBody)) {
+        exchange.abort();
+        return { kind: 'failure', outcome: { reset: true }, error: null, reused: false };
+      }
+      this.ds.sendContinue();
+      const response = await exchange.response;
+      this.clearTryTimer();
+      return { kind: 'response', exchange, response };
+    } catch (e) {
+      this.clearTryTimer();
+      this.body.detach();
+      exchange?.abort();
+      if (this.tryTimedOut) return { kind: 'failure', outcome: { perTryTimeout: true }, error: null, reused: false };
+      const err = e instanceof UpstreamError ? e : new UpstreamError('Reset', e instanceof Error ? e.message : String(e));
+      const outcome: AttemptOutcome =
+        err.code === 'ConnectFailed' || err.code === 'Denied' || err.code === 'Timeout'
+          ? { connectFailure: true }
+          : err.code === 'RefusedStream'
+            ? { refusedStream: true }
+            : { reset: true };
+      return { kind: 'failure', outcome, error: err, reused: err.reusedConnection };
+    } finally {
+      this.releaseRetry();
+    }
+  }
+
+  private armTryTimer(ms: number): void {
+    this.clearTryTimer();
+    this.tryTimer = setTimeout(() => {
+      this.tryTimer = null;
+      this.tryTimedOut = true;
+      this.exchange?.abort();
+    }, ms);
+  }
+
+  private clearTryTimer(): void {
+    if (this.tryTimer) clearTimeout(this.tryTimer);
+    this.tryTimer = null;
+  }
+
+  /** Throws a response away before retrying: drained when the connection can be kept, reset otherwise. */
+  private discard(exchange: UpstreamExchange, response: UpstreamResponse): void {
+    this.body.detach();
+    if (exchange.requestBody.writableFinished) response.body.resume();
+    else exchange.abort();
+  }
+
+  private responseHeaders(response: UpstreamResponse): HeaderMap {
+    const h: HeaderMap = { ...response.headers };
+    stripHopByHop(h);
+    applyHeaderMutation(h, this.route.filters.responseHeaders);
+    applyHeaderMutation(h, this.backend?.responseHeaders as HeaderMutation | undefined);
+    return h;
+  }
+
+  private respond(exchange: UpstreamExchange, response: UpstreamResponse, release: () => void): void {
+    this.exchange = exchange;
+    this.status = response.status;
+    if (this.deps.draining()) this.ds.closeConnectionAfter();
+    const headers = this.responseHeaders(response);
+    const grpcResponse = isGrpcContentType(response.headers);
+    try {
+      this.ds.sendHeaders(response.status, headers, { endStream: response.endStream, trailers: grpcResponse || response.headers.trailer !== undefined });
+    } catch (e) {
+      this.deps.log.debug({ err: e }, 'downstream rejected response headers');
+      release();
+      exchange.abort();
+      this.ds.reset();
+      this.finish(502, 'UC');
+      return;
+    }
+    if (response.endStream) {
+      release();
+      this.finish(response.status, undefined, headerString(response.headers['grpc-status']));
+      response.body.resume();
+      return;
+    }
+    const body = response.body;
+    this.responseBody = body;
+    let ended = false;
+    body.on('data', (chunk: Buffer) => {
+      if (this.done) return;
+      this.record.responseBytes += chunk.length;
+      if (!this.ds.write(chunk)) {
+        body.pause();
+        this.ds.sink.once('drain', () => body.resume());
+      }
+    });
+    body.once('end', () => {
+      ended = true;
+      release();
+      if (this.done) return;
+      const t = response.trailers();
+      let trailers: HeaderMap | undefined;
+      if (t) {
+        trailers = { ...t };
+        stripHopByHop(trailers);
+      }
+      this.ds.end(trailers);
+      const grpc = headerString(trailers?.['grpc-status']) ?? headerString(response.headers['grpc-status']);
+      this.finish(response.status, undefined, grpc);
+    });
+    body.once('close', () => {
+      if (ended) return;
+      release();
+      if (this.done) return;
+      // The endpoint went away mid-response: the caller must see a broken response, not a short one.
+      this.ds.reset();
+      this.finish(response.status, 'UC');
+    });
+  }
+
+  private onTimeout(): void {
+    this.timer = null;
+    if (this.done) return;
+    this.timedOut = true;
+    this.exchange?.abort();
+    this.responseBody?.destroy();
+    this.body.dispose();
+    if (this.ds.headersSent) {
+      this.ds.reset();
+      this.finish(this.status, 'UT');
+      return;
+    }
+    this.localReply(504, 'upstream request timeout', 'UT', GRPC_DEADLINE_EXCEEDED);
+  }
+
+  private onDownstreamAbort(): void {
+    if (this.done) return;
+    this.exchange?.abort();
+    this.responseBody?.destroy();
+    this.finish(this.ds.headersSent ? this.status : 0, 'DC');
+  }
+
+  private localReply(status: number, text: string, flag: ResponseFlag, grpcStatus?: number): void {
+    if (this.done) return;
+    const grpc = sendLocalReply(this.ds, status, text, { grpc: this.req.grpc, grpcStatus });
+    this.finish(status, flag, grpc);
+  }
+
+  private finish(status: number, flag?: ResponseFlag, grpcStatus?: string): void {
+    if (this.done) return;
+    this.done = true;
+    if (flag) this.flags.add(flag);
+    if (this.timer) clearTimeout(this.timer);
+    this.timer = null;
+    this.clearTryTimer();
+    this.releaseRetry();
+    if (this.budgetStarted && this.cluster) this.deps.budget.onRequestEnd(this.cluster.name);
+    this.budgetStarted = false;
+    this.record.requestBytes = this.body.bytes;
+    this.body.dispose();
+    this.record.close(status, this.flags.size === 0 ? '-' : [...this.flags].join(','), grpcStatus);
+  }
+
+  /** A copy of the request to another backend, its answer ignored; it never delays or fails the real one. */
+  private async mirror(m: Mirror): Promise<void> {
+    try {
+      const body = await this.body.whenComplete();
+      if (body === null) return;
+      const cluster = this.deps.clusters.get({ hostname: m.backend.hostname, port: m.backend.port, subset: m.backend.subset?.name });
+      const ep = cluster.pick({ headers: this.head.headers, sourceIp: this.req.sourceIp }, new Set());
+      if (!ep) return;
+      // Envoy marks shadow traffic by suffixing the host, so the mirror's logs can tell it apart.
+      const head: UpstreamRequestHead = { ...this.head, headers: { ...this.head.headers }, authority: `${this.head.authority.replace(/:\d+$/, '')}-shadow`, hasBody: body.length > 0 };
+      if (head.hasBody) head.headers['content-length'] = String(body.length);
+      const ex = this.ds.protocol === 'http2' ? await cluster.http2.request(ep.id, ep.target, head) : cluster.http1.request(ep.id, ep.target, head);
+      if (head.hasBody) ex.requestBody.end(body);
+      const timer = setTimeout(() => ex.abort(), 30_000);
+      try {
+        const r = await ex.response;
+        r.body.resume();
+        r.body.once('close', () => clearTimeout(timer));
+      } catch {
+        clearTimeout(timer);
+      }
+    } catch (e) {
+      this.deps.log.debug({ err: e }, 'mirror request failed');
+    }
+  }
+}
+
+function headerString(v: string | string[] | undefined): string | undefined {
+  return v === undefined ? undefined : Array.isArray(v) ? v[0] : v;
+}

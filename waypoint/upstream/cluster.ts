@@ -1,0 +1,303 @@
+/**
+ * A cluster, in Envoy's sense: the endpoints of one backend service port (narrowed to a subset
+ * when a route names one), with the DestinationRule's traffic policy for it: load balancer,
+ * connection-pool limits, outlier detection, and the connection pools themselves.
+ */
+import type { DestinationRuleSpec, TrafficPolicy } from '../../lib/api/kinds/networking';
+import type { Snapshot, WorkloadView } from '../../lib/mesh/snapshot';
+import type { UpstreamConnector, UpstreamTarget } from './connector';
+import { createConnectionPoolLimits, type ConnectionPoolLimits } from './connection-pool-limits';
+import { createLoadBalancer, type Endpoint, type LoadBalancer, type PickContext } from './load-balancer';
+import { createOutlierDetector, type OutlierDetector } from './outlier-detection';
+import type { RandomSource } from './weighted-pick';
+import { Http1Pool } from './upstream-http1';
+import { Http2Pool } from './upstream-http2';
+
+export interface ClusterEndpoint extends Endpoint {
+  readonly target: UpstreamTarget;
+}
+
+export interface ClusterStats {
+  name: string;
+  endpoints: number;
+  requests: number;
+  /** Retry attempts made. */
+  retries: number;
+  /** Retries the policy allowed but the retry budget refused. */
+  retriesSuppressed: number;
+  overflows: number;
+  connectFailures: number;
+  ejected: string[];
+}
+
+/**
+ * Labels a workload is matched on for DestinationRule subsets: its own labels; from a control
+ * plane that does not send them yet (empty map), the canonical name and revision it derives from
+ * the app/version labels stand in for `app` and `version`.
+ */
+export function workloadLabels(w: WorkloadView): Readonly<Record<string, string>> {
+  const own = w.msg.labels;
+  if (own && Object.keys(own).length > 0) return own;
+  const { canonicalName: name, canonicalRevision: rev } = w.msg;
+  return {
+    app: name,
+    version: rev,
+    'app.kubernetes.io/name': name,
+    'app.kubernetes.io/version': rev,
+    'service.istio.io/canonical-name': name,
+    'service.istio.io/canonical-revision': rev,
+  };
+}
+
+function labelsMatch(have: Readonly<Record<string, string>>, want: Readonly<Record<string, string>>): boolean {
+  for (const [k, v] of Object.entries(want)) if (have[k] !== v) return false;
+  return true;
+}
+
+export interface ClusterKey {
+  hostname: string;
+  port: number;
+  subset?: string;
+}
+
+export function clusterName(k: ClusterKey): string {
+  return `outbound|${k.port}|${k.subset ?? ''}|${k.hostname}`;
+}
+
+/** DestinationRules by host, with Istio's precedence: exact host, then the longest wildcard. */
+export class DestinationRuleIndex {
+  private readonly exact = new Map<string, DestinationRuleSpec>();
+  private readonly wildcard: Array<{ suffix: string; spec: DestinationRuleSpec }> = [];
+
+  constructor(rules: ReadonlyArray<{ namespace: string; name: string; spec: unknown }>, clusterDomain: string) {
+    // Sorted by name so that duplicates resolve the same way on every waypoint replica.
+    const sorted = [...rules].sort((a, b) => `${a.namespace}/${a.name}`.localeCompare(`${b.namespace}/${b.name}`));
+    for (const r of sorted) {
+      const spec = r.spec as DestinationRuleSpec;
+      if (spec.host.startsWith('*')) this.wildcard.push({ suffix: spec.host.slice(1), spec });
+      else {
+        const host = resolveHost(spec.host, r.namespace, clusterDomain);
+        if (!this.exact.has(host)) this.exact.set(host, spec);
+      }
+    }
+    this.wildcard.sort((a, b) => b.suffix.length - a.suffix.length);
+  }
+
+  find(hostname: string): DestinationRuleSpec | undefined {
+    return this.exact.get(hostname) ?? this.wildcard.find((w) => hostname.endsWith(w.suffix))?.spec;
+  }
+}
+
+export function resolveHost(host: string, ns: string, domain: string): string {
+  const labels = host.split('.');
+  if (labels.length === 1) return `${host}.${ns}.svc.${domain}`;
+  if (labels.length === 2) return `${labels[0]}.${labels[1]}.svc.${domain}`;
+  return host;
+}
+
+type PolicyFields = Pick<TrafficPolicy, 'loadBalancer' | 'connectionPool' | 'outlierDetection'>;
+
+function overlay(base: PolicyFields, tp: TrafficPolicy | undefined, port: number): PolicyFields {
+  if (!tp) return base;
+  const out: PolicyFields = {
+    loadBalancer: tp.loadBalancer ?? base.loadBalancer,
+    connectionPool: tp.connectionPool ?? base.connectionPool,
+    outlierDetection: tp.outlierDetection ?? base.outlierDetection,
+  };
+  const pl = tp.portLevelSettings?.find((p) => p.port.number === port);
+  if (!pl) return out;
+  return {
+    loadBalancer: pl.loadBalancer ?? out.loadBalancer,
+    connectionPool: pl.connectionPool ?? out.connectionPool,
+    outlierDetection: pl.outlierDetection ?? out.outlierDetection,
+  };
+}
+
+/** Istio's merge order: rule, its port-level settings, the subset's, the subset's port-level settings. */
+export function effectivePolicy(dr: DestinationRuleSpec | undefined, port: number, subset: string | undefined): { policy: PolicyFields; subsetLabels: Readonly<Record<string, string>> | null } {
+  let policy = overlay({}, dr?.trafficPolicy, port);
+  if (subset === undefined) return { policy, subsetLabels: {} };
+  const s = dr?.subsets?.find((x) => x.name === subset);
+  if (!s) return { policy, subsetLabels: null };
+  policy = overlay(policy, s.trafficPolicy, port);
+  return { policy, subsetLabels: s.labels ?? {} };
+}
+
+export class Cluster {
+  readonly name: string;
+  private endpointsById = new Map<string, ClusterEndpoint>();
+  private lb: LoadBalancer;
+  private outlier: OutlierDetector;
+  private limits: { http1: ConnectionPoolLimits; http2: ConnectionPoolLimits; tcp: ConnectionPoolLimits };
+  private policyJson = '';
+  private tickTimer: NodeJS.Timeout | null = null;
+  readonly http1: Http1Pool;
+  readonly http2: Http2Pool;
+  /** The subset is not defined by any DestinationRule: Envoy has no such cluster (503 NC). */
+  undefinedSubset = false;
+  readonly counters = { requests: 0, retries: 0, retriesSuppressed: 0, overflows: 0, connectFailures: 0 };
+
+  constructor(
+    readonly key: ClusterKey,
+    connector: UpstreamConnector,
+    private readonly random: RandomSource,
+    private readonly now: () => number,
+    private readonly connectTimeoutMs: number,
+  ) {
+    this.name = clusterName(key);
+    this.lb = createLoadBalancer(undefined, [], { random });
+    this.outlier = createOutlierDetector(undefined, [], { now });
+    this.limits = this.makeLimits(undefined);
+    this.http1 = new Http1Pool(connector, this.http1Options(undefined));
+    this.http2 = new Http2Pool(connector, this.http2Options(undefined));
+  }
+
+  private makeLimits(p: PolicyFields['connectionPool']) {
+    return {
+      http1: createConnectionPoolLimits(p, { protocol: 'http1' }),
+      http2: createConnectionPoolLimits(p, { protocol: 'http2' }),
+      tcp: createConnectionPoolLimits({ tcp: p?.tcp }, { protocol: 'http2' }),
+    };
+  }
+
+  private http1Options(p: PolicyFields['connectionPool']) {
+    return {
+      connectTimeoutMs: this.connectTimeoutMs,
+      maxConnections: p?.tcp?.maxConnections ?? 0,
+      maxRequestsPerConnection: p?.http?.maxRequestsPerConnection ?? 0,
+      idleTimeoutMs: 4_000,
+    };
+  }
+
+  private http2Options(p: PolicyFields['connectionPool']) {
+    return { connectTimeoutMs: this.connectTimeoutMs, maxRequestsPerConnection: p?.http?.maxRequestsPerConnection ?? 0, idleTimeoutMs: 60_000 };
+  }
+
+  /**
+   * Applies a new snapshot / DestinationRule. Balancer and detector state survive when the policy
+   * is unchanged (only endpoints move), so a config push does not forget ejections or in-flight counts.
+   */
+  update(mesh: Snapshot, dr: DestinationRuleSpec | undefined): void {
+    const { policy, subsetLabels } = effectivePolicy(dr, this.key.port, this.key.subset);
+    this.undefinedSubset = subsetLabels === null;
+    const eps: ClusterEndpoint[] = [];
+    const svc = mesh.servicesByHost.get(this.key.hostname);
+    for (const e of svc?.endpoints ?? []) {
+      if (subsetLabels === null || !labelsMatch(workloadLabels(e.workload), subsetLabels)) continue;
+      const address = e.workload.ips[0];
+      if (address === undefined) continue;
+      const targetPort = e.ports.get(this.key.port) ?? this.key.port;
+      eps.push({ id: `${e.workload.key}:${targetPort}`, address, target: { workload: e.workload, address, port: targetPort } });
+    }
+    this.endpointsById = new Map(eps.map((e) => [e.id, e]));
+    const json = JSON.stringify(policy);
+    if (json !== this.policyJson) {
+      this.policyJson = json;
+      this.lb = createLoadBalancer(policy.loadBalancer, eps, { random: this.random });
+      this.outlier = createOutlierDetector(policy.outlierDetection, eps.map((e) => e.id), { now: this.now });
+      this.limits = this.makeLimits(policy.connectionPool);
+      this.http1.configure(this.http1Options(policy.connectionPool));
+      this.http2.configure(this.http2Options(policy.connectionPool));
+      if (this.tickTimer) clearInterval(this.tickTimer);
+      this.tickTimer = null;
+      if (policy.outlierDetection) {
+        const od = this.outlier;
+        this.tickTimer = setInterval(() => od.tick(), od.intervalMs).unref();
+      }
+    } else {
+      this.lb.setEndpoints(eps);
+      this.outlier.setEndpoints(eps.map((e) => e.id));
+    }
+    const ids = new Set(this.endpointsById.keys());
+    this.http1.retain(ids);
+    this.http2.retain(ids);
+  }
+
+  get size(): number {
+    return this.endpointsById.size;
+  }
+
+  /** Picks a healthy endpoint, avoiding those this request already tried when there is any other. */
+  pick(ctx: Omit<PickContext, 'excluded'>, tried: ReadonlySet<string>): ClusterEndpoint | null {
+    const ejected = this.outlier.ejected();
+    const excluded = new Set<string>(ejected);
+    for (const t of tried) excluded.add(t);
+    let ep = this.lb.pick({ ...ctx, excluded });
+    if (ep === null && tried.size > 0) ep = this.lb.pick({ ...ctx, excluded: new Set(ejected) });
+    return ep === null ? null : (this.endpointsById.get(ep.id) ?? null);
+  }
+
+  admit(protocol: 'http1' | 'http2' | 'tcp') {
+    const a = this.limits[protocol].tryStart();
+    if (!a.ok) this.counters.overflows++;
+    return a;
+  }
+
+  onStart(ep: ClusterEndpoint): void {
+    this.lb.onStart(ep);
+  }
+
+  onEnd(ep: ClusterEndpoint): void {
+    this.lb.onEnd(ep);
+  }
+
+  /** Feeds passive health checking with one attempt's result. */
+  report(ep: ClusterEndpoint, r: { status?: number; connectFailure?: boolean }): void {
+    if (r.connectFailure) this.counters.connectFailures++;
+    this.outlier.onResult(ep.id, r);
+  }
+
+  stats(): ClusterStats {
+    return { name: this.name, endpoints: this.size, ...this.counters, ejected: this.outlier.ejected() };
+  }
+
+  close(): void {
+    if (this.tickTimer) clearInterval(this.tickTimer);
+    this.tickTimer = null;
+    this.http1.close();
+    this.http2.close();
+  }
+}
+
+export class ClusterManager {
+  private readonly clusters = new Map<string, Cluster>();
+  private mesh: Snapshot;
+  private drs: DestinationRuleIndex;
+
+  constructor(
+    private readonly connector: UpstreamConnector,
+    private readonly random: RandomSource,
+    private readonly now: () => number,
+    private readonly connectTimeoutMs: number,
+    mesh: Snapshot,
+  ) {
+    this.mesh = mesh;
+    this.drs = new DestinationRuleIndex([], 'cluster.local');
+  }
+
+  update(mesh: Snapshot, drs: DestinationRuleIndex): void {
+    this.mesh = mesh;
+    this.drs = drs;
+    for (const c of this.clusters.values()) c.update(mesh, drs.find(c.key.hostname));
+  }
+
+  get(key: ClusterKey): Cluster {
+    const name = clusterName(key);
+    let c = this.clusters.get(name);
+    if (!c) {
+      c = new Cluster(key, this.connector, this.random, this.now, this.connectTimeoutMs);
+      c.update(this.mesh, this.drs.find(key.hostname));
+      this.clusters.set(name, c);
+    }
+    return c;
+  }
+
+  stats(): ClusterStats[] {
+    return [...this.clusters.values()].map((c) => c.stats());
+  }
+
+  close(): void {
+    for (const c of this.clusters.values()) c.close();
+    this.clusters.clear();
+  }
+}

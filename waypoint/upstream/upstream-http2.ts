@@ -1,0 +1,158 @@
+/**
+ * HTTP/2 (and so gRPC) to endpoints: one multiplexed session per endpoint over a connector stream,
+ * opened on first use and replaced when it goes away (GOAWAY, error, idle, or after
+ * maxRequestsPerConnection streams).
+ */
+import http2, { constants as h2c } from 'node:http2';
+import type { HeaderMap } from '../http/types';
+import type { UpstreamConnector, UpstreamTarget } from './connector';
+import { connectError, UpstreamError, type UpstreamExchange, type UpstreamRequestHead, type UpstreamResponse } from './exchange';
+
+export interface Http2PoolOptions {
+  connectTimeoutMs: number;
+  maxRequestsPerConnection: number;
+  idleTimeoutMs: number;
+}
+
+// HTTP/2's 64 KiB default windows throttle a single stream to one window per round trip.
+const WINDOW = 4 * 1024 * 1024;
+
+interface PooledSession {
+  session: http2.ClientHttp2Session;
+  streams: number;
+}
+
+function fromH2Headers(h: http2.IncomingHttpHeaders): HeaderMap {
+  const out: HeaderMap = {};
+  for (const [k, v] of Object.entries(h)) if (v !== undefined && k.charCodeAt(0) !== 0x3a) out[k] = v;
+  return out;
+}
+
+export class Http2Pool {
+  private readonly sessions = new Map<string, PooledSession>();
+  private readonly connecting = new Map<string, Promise<PooledSession>>();
+
+  constructor(
+    private readonly connector: UpstreamConnector,
+    private opts: Http2PoolOptions,
+  ) {}
+
+  configure(opts: Http2PoolOptions): void {
+    if (JSON.stringify(opts) === JSON.stringify(this.opts)) return;
+    this.opts = opts;
+    // Graceful: in-flight streams finish on the old sessions.
+    for (const p of this.sessions.values()) p.session.close();
+    this.sessions.clear();
+  }
+
+  private usable(p: PooledSession | undefined): p is PooledSession {
+    return p !== undefined && !p.session.closed && !p.session.destroyed;
+  }
+
+  private async sessionFor(id: string, target: UpstreamTarget, traceparent: string | undefined): Promise<PooledSession> {
+    const cur = this.sessions.get(id);
+    if (this.usable(cur)) return cur;
+    let pending = this.connecting.get(id);
+    if (!pending) {
+      pending = this.open(id, target, traceparent).finally(() => this.connecting.delete(id));
+      this.connecting.set(id, pending);
+    }
+    return pending;
+  }
+
+  private async open(id: string, target: UpstreamTarget, traceparent: string | undefined): Promise<PooledSession> {
+    let stream;
+    try {
+      stream = await this.connector.connect(target, { timeoutMs: this.opts.connectTimeoutMs, traceparent });
+    } catch (e) {
+      throw connectError(e);
+    }
+    const session = http2.connect(`http://${target.address}:${target.port}`, {
+      createConnection: () => stream,
+      settings: { initialWindowSize: WINDOW, enablePush: false },
+    });
+    const pooled: PooledSession = { session, streams: 0 };
+    const forget = () => {
+      if (this.sessions.get(id) === pooled) this.sessions.delete(id);
+    };
+    session.on('error', forget);
+    session.on('goaway', forget);
+    session.on('close', forget);
+    session.setTimeout(this.opts.idleTimeoutMs, () => session.close());
+    try {
+      session.setLocalWindowSize(WINDOW);
+    } catch {
+      // Only fails on a session that is already gone; the first request will find out.
+    }
+    this.sessions.set(id, pooled);
+    return pooled;
+  }
+
+  async request(id: string, target: UpstreamTarget, head: UpstreamRequestHead): Promise<UpstreamExchange> {
+    const pooled = await this.sessionFor(id, target, head.traceparent);
+    pooled.streams++;
+    if (this.opts.maxRequestsPerConnection > 0 && pooled.streams >= this.opts.maxRequestsPerConnection) {
+      // This is the last stream it gets: new requests open a new session, this one closes when idle.
+      if (this.sessions.get(id) === pooled) this.sessions.delete(id);
+      setImmediate(() => pooled.session.close());
+    }
+    let stream: http2.ClientHttp2Stream;
+    try {
+      stream = pooled.session.request(
+        { ...head.headers, ':method': head.method, ':path': head.path, ':authority': head.authority, ':scheme': 'http' },
+        { endStream: !head.hasBody },
+      );
+    } catch (e) {
+      if (this.sessions.get(id) === pooled) this.sessions.delete(id);
+      throw new UpstreamError('Reset', `upstream session unusable: ${e instanceof Error ? e.message : String(e)}`, true);
+    }
+    let trailers: HeaderMap | undefined;
+    stream.on('trailers', (t: http2.IncomingHttpHeaders) => {
+      trailers = fromH2Headers(t);
+    });
+    // Failures are reported through `response` and the body's premature close.
+    stream.on('error', () => {});
+    const response = new Promise<UpstreamResponse>((resolve, reject) => {
+      let settled = false;
+      stream.once('response', (h: http2.IncomingHttpHeaders, flags: number) => {
+        settled = true;
+        resolve({
+          status: Number(h[':status'] ?? 502),
+          headers: fromH2Headers(h),
+          endStream: (flags & h2c.NGHTTP2_FLAG_END_STREAM) !== 0,
+          body: stream,
+          trailers: () => trailers,
+        });
+      });
+      stream.once('close', () => {
+        if (settled) return;
+        settled = true;
+        const code = stream.rstCode;
+        if (code === h2c.NGHTTP2_REFUSED_STREAM) reject(new UpstreamError('RefusedStream', 'upstream refused the stream'));
+        else reject(new UpstreamError('Reset', `upstream reset the stream (code ${code ?? 'none'})`));
+      });
+    });
+    // The router may abandon an attempt without awaiting its response; that rejection must not crash the process.
+    response.catch(() => {});
+    return {
+      requestBody: stream,
+      response,
+      abort: () => {
+        if (!stream.destroyed) stream.close(h2c.NGHTTP2_CANCEL);
+      },
+    };
+  }
+
+  retain(ids: ReadonlySet<string>): void {
+    for (const [id, p] of this.sessions) {
+      if (ids.has(id)) continue;
+      p.session.close();
+      this.sessions.delete(id);
+    }
+  }
+
+  close(): void {
+    for (const p of this.sessions.values()) p.session.destroy();
+    this.sessions.clear();
+  }
+}
