@@ -1,5 +1,5 @@
-// The programs bench/dataplane-l4.ts runs INSIDE pods (each pod is a netns of a local
-// `ambit dev` cluster), as `node dist/bench/dataplane-l4-pod.js <command> ...`:
+// The programs bench/dataplane-l4.ts and bench/dataplane-l7.ts run INSIDE pods (each pod is a
+// netns of a local `ambit dev` cluster), as `node dist/bench/dataplane-l4-pod.js <command> ...`:
 //
 //   server  --port 8080 --size 1024
 //       HTTP/1.1 server (node:http). Any request gets a body of --size bytes (Content-Length,
@@ -19,7 +19,16 @@
 //       stdout: a line `MEASURE_START` when the warm-up ends, `MEASURE_END` when the last
 //       measured request is scheduled, then one line of JSON with the results.
 //
-// Nothing here talks to anything but the --host given (a pod of the bench's own cluster).
+//   cpuprof --port 9229 --out FILE          (run with node --experimental-websocket)
+//       CPU profile of a Node process of the same netns whose inspector listens on
+//       127.0.0.1:--port (a Node process opens it on SIGUSR1): starts V8's sampling profiler
+//       over the inspector protocol, prints `PROFILING`, and on SIGTERM stops it, writes FILE
+//       (.cpuprofile: Chrome DevTools, speedscope) and prints `WRITTEN`. For processes the
+//       bench cannot preload cpu-profile-preload.js into (dataplane-l7.ts: the waypoint pod).
+//
+// Nothing here talks to anything but the --host given (a pod of the bench's own cluster), or,
+// for cpuprof, the inspector on the netns's own loopback.
+import fs from 'node:fs';
 import http from 'node:http';
 import net from 'node:net';
 import { performance } from 'node:perf_hooks';
@@ -296,6 +305,62 @@ function ticker(d: { t0Abs: number; interval: number; total: number }): void {
   }
 }
 
+// ---------------------------------------------------------------------------------------
+
+async function cpuprof(f: Record<string, string>): Promise<void> {
+  const port = num(f, 'port', 9229);
+  const out = f.out;
+  if (!out) throw new Error('--out FILE is required');
+  // The inspector opens a moment after SIGUSR1.
+  let url: string | undefined;
+  for (const end = Date.now() + 15_000; !url; ) {
+    try {
+      const list = (await (await fetch(`http://127.0.0.1:${port}/json/list`)).json()) as Array<{ webSocketDebuggerUrl?: string }>;
+      url = list[0]?.webSocketDebuggerUrl;
+    } catch {
+      // not listening yet
+    }
+    if (!url) {
+      if (Date.now() > end) throw new Error(`no inspector on 127.0.0.1:${port} (send the process SIGUSR1 first)`);
+      await new Promise((r) => setTimeout(r, 200));
+    }
+  }
+  if (typeof WebSocket === 'undefined') throw new Error('no WebSocket: run node with --experimental-websocket');
+  const ws = new WebSocket(url);
+  await new Promise<void>((resolve, reject) => {
+    ws.onopen = () => resolve();
+    ws.onerror = () => reject(new Error(`cannot connect to ${url}`));
+  });
+  let id = 0;
+  const pending = new Map<number, { resolve: (v: unknown) => void; reject: (e: Error) => void }>();
+  ws.onmessage = (ev: MessageEvent) => {
+    const m = JSON.parse(String(ev.data)) as { id?: number; result?: unknown; error?: { message: string } };
+    const p = m.id === undefined ? undefined : pending.get(m.id);
+    if (!p) return;
+    pending.delete(m.id!);
+    if (m.error) p.reject(new Error(m.error.message));
+    else p.resolve(m.result);
+  };
+  const call = (method: string, params?: unknown) => new Promise<unknown>((resolve, reject) => {
+    const n = ++id;
+    pending.set(n, { resolve, reject });
+    ws.send(JSON.stringify({ id: n, method, params }));
+  });
+  const stop = new Promise<void>((resolve) => {
+    process.once('SIGTERM', () => resolve());
+    process.once('SIGINT', () => resolve());
+  });
+  await call('Profiler.enable');
+  await call('Profiler.start');
+  process.stdout.write('PROFILING\n');
+  await stop;
+  const r = (await call('Profiler.stop')) as { profile: unknown };
+  fs.writeFileSync(`${out}.tmp`, JSON.stringify(r.profile));
+  fs.renameSync(`${out}.tmp`, out);
+  process.stdout.write('WRITTEN\n');
+  ws.close();
+}
+
 async function main(): Promise<void> {
   if (!isMainThread) return ticker(workerData as { t0Abs: number; interval: number; total: number });
   const [cmd, ...rest] = process.argv.slice(2);
@@ -305,7 +370,11 @@ async function main(): Promise<void> {
     await load(f);
     process.exit(0);
   }
-  throw new Error('usage: dataplane-l4-pod.js server|load [--flags]');
+  if (cmd === 'cpuprof') {
+    await cpuprof(f);
+    process.exit(0);
+  }
+  throw new Error('usage: dataplane-l4-pod.js server|load|cpuprof [--flags]');
 }
 
 main().catch((err: Error) => {

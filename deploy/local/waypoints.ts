@@ -16,6 +16,8 @@ import { WAYPOINT_ADMIN_PORT } from './topology';
  * and writes its credential, which the pod reads.
  */
 export const NODE_ANNOTATION = 'ambit.io/node';
+/** Where the waypoint exports its traces (OTLP/HTTP, e.g. http://10.244.1.7:4318/v1/traces); none by default. */
+export const OTLP_ANNOTATION = 'ambit.io/otlp-endpoint';
 
 export function waypointPodName(gateway: string): string {
   return `${gateway}-waypoint`.slice(0, 63).replace(/-+$/, '');
@@ -26,6 +28,7 @@ export interface WaypointPodPlan {
   gateway: string;
   pod: string;
   node: string;
+  otlpEndpoint?: string;
 }
 
 export function desiredWaypoints(gateways: Resource[], hosts: string[]): WaypointPodPlan[] {
@@ -36,7 +39,8 @@ export function desiredWaypoints(gateways: Resource[], hosts: string[]): Waypoin
       const wanted = g.metadata.annotations?.[NODE_ANNOTATION];
       // Spread waypoints over the hosts, stably, unless the Gateway names one.
       const node = wanted && hosts.includes(wanted) ? wanted : hosts[createHash('sha256').update(`${ns}/${g.metadata.name}`).digest()[0] % hosts.length];
-      return { namespace: ns, gateway: g.metadata.name, pod: waypointPodName(g.metadata.name), node };
+      const otlp = g.metadata.annotations?.[OTLP_ANNOTATION];
+      return { namespace: ns, gateway: g.metadata.name, pod: waypointPodName(g.metadata.name), node, ...(otlp ? { otlpEndpoint: otlp } : {}) };
     });
 }
 
@@ -47,7 +51,12 @@ export async function reconcileWaypoints(o: ClusterOptions, client: AmbitClient)
   const want = desiredWaypoints(await client.list('Gateway'), state.hosts.map((h) => h.name));
   const have = podList(o).filter((p) => p.labels[LABEL_GATEWAY_NAME]);
   for (const w of want) {
-    if (have.some((p) => p.namespace === w.namespace && p.name === w.pod)) continue;
+    const running = have.find((p) => p.namespace === w.namespace && p.name === w.pod);
+    if (running && sameOtlp(running.command, w.otlpEndpoint)) continue;
+    if (running) {
+      await podDelete({ ...o, name: running.name, namespace: running.namespace });
+      did.push(`restarting waypoint pod ${w.namespace}/${w.pod}: its trace endpoint changed`);
+    }
     const uid = randomUUID();
     const credential = `${paths.hostStateDir(w.node)}/pods/${uid}/workload.yaml`;
     await podRun({
@@ -59,7 +68,7 @@ export async function reconcileWaypoints(o: ClusterOptions, client: AmbitClient)
       serviceAccount: w.gateway,
       labels: { [LABEL_GATEWAY_NAME]: w.gateway, [LABEL_DATAPLANE_MODE]: 'none', 'gateway.istio.io/managed': 'istio.io-mesh-controller' },
       command: [process.execPath, ambitBin(), 'waypoint', '--namespace', w.namespace, '--name', w.gateway, '--credential', credential,
-        '--admin-addr', `127.0.0.1:${WAYPOINT_ADMIN_PORT}`, '--log-level', state.logLevel],
+        '--admin-addr', `127.0.0.1:${WAYPOINT_ADMIN_PORT}`, '--log-level', state.logLevel, ...(w.otlpEndpoint ? ['--otlp-endpoint', w.otlpEndpoint] : [])],
       restart: 'always',
       cwd: paths.dir,
     });
@@ -71,6 +80,11 @@ export async function reconcileWaypoints(o: ClusterOptions, client: AmbitClient)
     did.push(`removed waypoint pod ${p.namespace}/${p.name}`);
   }
   return did;
+}
+
+function sameOtlp(command: string[], endpoint: string | undefined): boolean {
+  const i = command.indexOf('--otlp-endpoint');
+  return (i >= 0 ? command[i + 1] : undefined) === endpoint;
 }
 
 /** `ambit dev waypoint-controller`: reconciles on every Gateway change, and every 10 s as a backstop. */

@@ -26,8 +26,9 @@ function loadEcho(): grpc.GrpcObject {
   return grpc.loadPackageDefinition(protoLoader.loadSync(file, { keepCase: true }));
 }
 
+/** The last --name value wins, so a caller can override a default it was given. */
 function arg(name: string, def?: string): string {
-  const i = process.argv.indexOf(`--${name}`);
+  const i = process.argv.lastIndexOf(`--${name}`);
   if (i >= 0 && i + 1 < process.argv.length) return process.argv[i + 1];
   if (def === undefined) throw new Error(`--${name} is required`);
   return def;
@@ -219,13 +220,84 @@ function websocket(): void {
   }, 8000).unref();
 }
 
+/** HTTP/2 rapid reset: open and cancel --n streams on one connection, then check a fresh connection still gets 200. */
+function rapidReset(): void {
+  const url = arg('url');
+  const n = Number(arg('n', '5000'));
+  const c = http2.connect(url);
+  let sent = 0;
+  let closedBy = '';
+  c.on('error', (e: Error) => (closedBy = closedBy || e.message));
+  c.on('goaway', (code: number) => (closedBy = closedBy || `goaway ${code}`));
+  c.on('close', () => (closedBy = closedBy || 'closed'));
+  const flood = () => {
+    for (let i = 0; i < 200 && sent < n && !c.destroyed && !c.closed; i++, sent++) {
+      try {
+        const r = c.request({ ':path': '/' });
+        r.on('error', () => undefined);
+        r.close(http2.constants.NGHTTP2_CANCEL);
+      } catch {
+        sent = n;
+      }
+    }
+    if (sent < n && !c.destroyed && !c.closed) setImmediate(flood);
+    else setTimeout(check, 500);
+  };
+  const check = () => {
+    c.destroy();
+    const fresh = http2.connect(url);
+    fresh.on('error', (e: Error) => {
+      process.stdout.write(`${JSON.stringify({ sent, closedBy, after: `error ${e.message}` })}\n`);
+      process.exit(1);
+    });
+    const r = fresh.request({ ':path': '/after-flood' });
+    r.on('response', (h) => {
+      process.stdout.write(`${JSON.stringify({ sent, closedBy, after: h[':status'] })}\n`);
+      fresh.close();
+      process.exit(0);
+    });
+    r.on('error', (e: Error) => {
+      process.stdout.write(`${JSON.stringify({ sent, closedBy, after: `error ${e.message}` })}\n`);
+      process.exit(1);
+    });
+    r.end();
+  };
+  c.on('connect', flood);
+}
+
+/** A minimal OTLP/HTTP JSON trace receiver: POST /v1/traces stores spans, GET /spans lists {traceId, parentSpanId, name}. */
+function otlp(): void {
+  const spans: Array<{ traceId: string; spanId: string; parentSpanId?: string; name: string }> = [];
+  http.createServer((req, res) => {
+    if (req.method === 'GET' && req.url === '/spans') {
+      res.setHeader('content-type', 'application/json');
+      return res.end(JSON.stringify(spans));
+    }
+    const chunks: Buffer[] = [];
+    req.on('data', (d: Buffer) => chunks.push(d));
+    req.on('end', () => {
+      try {
+        const body = JSON.parse(Buffer.concat(chunks).toString('utf8')) as { resourceSpans?: Array<{ scopeSpans?: Array<{ spans?: Array<{ traceId: string; spanId: string; parentSpanId?: string; name: string }> }> }> };
+        for (const rs of body.resourceSpans ?? []) for (const ss of rs.scopeSpans ?? []) for (const sp of ss.spans ?? []) spans.push({ traceId: sp.traceId, spanId: sp.spanId, parentSpanId: sp.parentSpanId, name: sp.name });
+        res.setHeader('content-type', 'application/json');
+        res.end('{}');
+      } catch {
+        res.statusCode = 400;
+        res.end();
+      }
+    });
+  }).listen(Number(arg('port', '4318')), '0.0.0.0');
+}
+
 const cmd = process.argv[2];
 if (cmd === 'serve') serve();
 else if (cmd === 'load') void load();
 else if (cmd === 'raw') raw();
 else if (cmd === 'grpc') grpcClient();
 else if (cmd === 'websocket') websocket();
+else if (cmd === 'rapid-reset') rapidReset();
+else if (cmd === 'otlp') otlp();
 else {
-  process.stderr.write('usage: pod-tools serve|load|raw|grpc|websocket ...\n');
+  process.stderr.write('usage: pod-tools serve|load|raw|grpc|websocket|rapid-reset|otlp ...\n');
   process.exit(2);
 }

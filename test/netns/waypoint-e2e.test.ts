@@ -14,6 +14,7 @@ import { AmbitClient } from '../../lib/api/client';
 import { dialFromConfig, loadClientConfig } from '../../lib/api/client-config';
 import { haveTools, isRoot } from '../helpers/netns';
 import { AMBIT_BIN } from '../helpers/controlplane';
+import { exportJWK, generateKeyPair, KeyLike, SignJWT } from 'jose';
 
 const skip = !isRoot()
   ? 'needs root (network namespaces)'
@@ -256,6 +257,220 @@ spec:
         assert.equal(r.closed, true);
         assert.equal(/HTTP\/1\.1 (200|403)/.test(r.response), false, 'nothing behind the 400 was answered');
       }
+    });
+
+    // Backends for the resilience checks: a flaky one (30 % 503), a broken one (always 503), and a healthy one.
+    await podRun({ ...co, name: 'flaky', namespace: NS, node: 'node2', serviceAccount: 'flaky', labels: { app: 'flaky' }, command: [node, TOOLS, 'serve', '--version', 'flaky', '--fail-rate', '0.3'] });
+    const broken = await podRun({ ...co, name: 'broken', namespace: NS, node: 'node2', serviceAccount: 'broken', labels: { app: 'broken', pair: 'yes' }, command: [node, TOOLS, 'serve', '--version', 'broken', '--fail-rate', '1'] });
+    await podRun({ ...co, name: 'healthy', namespace: NS, node: 'node1', serviceAccount: 'healthy', labels: { app: 'healthy', pair: 'yes' }, command: [node, TOOLS, 'serve', '--version', 'healthy'] });
+    const svc = (name: string, selector: string) => `
+apiVersion: v1
+kind: Service
+metadata: {name: ${name}, namespace: ${NS}}
+spec: {selector: {${selector}}, ports: [{name: http, port: 80, targetPort: 8080}]}
+`;
+    apply([svc('flaky', 'app: flaky'), svc('broken', 'app: broken'), svc('pair', 'pair: "yes"'), svc('slow', 'app: echo'), svc('faulty', 'app: echo'), svc('secure', 'app: echo'), svc('limited', 'app: echo')].join('---'));
+    const brokenStats = async (): Promise<number> => {
+      const r = await podExec({ ...co, name: 'client', namespace: NS, command: [node, '-e', `fetch('http://${broken.ip}:8080/stats').then(r=>r.json()).then(j=>process.stdout.write(String(j.requests)))`], timeoutMs: 20_000 });
+      return Number(r.stdout);
+    };
+
+    await t.test('retries turn 30 % 503s into > 99 % success; against a backend failing every request the retry budget bounds the extra load', async () => {
+      apply(`
+apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: {name: flaky, namespace: ${NS}}
+spec:
+  hosts: [flaky]
+  http:
+  - route: [{destination: {host: flaky}}]
+    retries: {attempts: 4, retryOn: "5xx"}
+---
+apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: {name: broken, namespace: ${NS}}
+spec:
+  hosts: [broken]
+  http:
+  - route: [{destination: {host: broken}}]
+    retries: {attempts: 4, retryOn: "5xx"}
+`);
+      await eventually('the retry policy applies', 20_000, async () => {
+        const r = await exec('client', ['load', '--url', 'http://flaky/', '--n', '100', '--c', '2']);
+        return (JSON.parse(r.out) as LoadResult).statuses['200'] === 100;
+      });
+      const ok = JSON.parse((await exec('client', ['load', '--url', 'http://flaky/', '--n', '600', '--c', '1'])).out) as LoadResult;
+      const success = (ok.statuses['200'] ?? 0) / 600;
+      t.diagnostic(`flaky backend with retries: ${JSON.stringify(ok.statuses)}`);
+      assert.ok(success > 0.99, `success ${success}`);
+
+      const before = await brokenStats();
+      const failing = await load('client', 'http://broken/', 400);
+      const seen = (await brokenStats()) - before - 1; // minus the /stats call itself
+      t.diagnostic(`broken backend: 400 requests, ${seen} reached it (${(seen / 400).toFixed(2)}x)`);
+      assert.equal(failing.statuses['503'], 400);
+      // Unbounded, 4 retries would have sent 5x; the budget (20 % of active requests, a floor of 3) keeps it near 1x.
+      assert.ok(seen <= 400 * 1.5, `retries amplified the load to ${seen}`);
+    });
+
+    await t.test('timeouts give 504 on time; fault abort and delay apply at their percentages', async () => {
+      apply(`
+apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: {name: slow, namespace: ${NS}}
+spec:
+  hosts: [slow]
+  http:
+  - match: [{uri: {prefix: /per-try}}]
+    rewrite: {uri: /delay/1500}
+    route: [{destination: {host: slow}}]
+    timeout: 10s
+    retries: {attempts: 1, perTryTimeout: 300ms, retryOn: "5xx,reset"}
+  - route: [{destination: {host: slow}}]
+    timeout: 1s
+---
+apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: {name: faulty, namespace: ${NS}}
+spec:
+  hosts: [faulty]
+  http:
+  - match: [{uri: {prefix: /abort}}]
+    route: [{destination: {host: faulty}}]
+    fault: {abort: {httpStatus: 418, percentage: {value: 50}}}
+  - route: [{destination: {host: faulty}}]
+    fault: {delay: {fixedDelay: 300ms, percentage: {value: 100}}}
+`);
+      const timed = async (url: string) => {
+        const t0 = Date.now();
+        const r = JSON.parse((await exec('client', ['load', '--url', url, '--n', '1', '--c', '1'])).out) as LoadResult;
+        return { status: Object.keys(r.statuses)[0], ms: r.ms, wall: Date.now() - t0 };
+      };
+      await eventually('the timeout applies', 20_000, async () => (await timed('http://slow/delay/3000')).status === '504');
+      const total = await timed('http://slow/delay/3000');
+      assert.equal(total.status, '504');
+      assert.ok(total.ms >= 900 && total.ms < 2900, `route timeout answered after ${total.ms} ms`);
+      const perTry = await timed('http://slow/per-try');
+      assert.equal(perTry.status, '504');
+      assert.ok(perTry.ms < 1400, `per-try timeout answered after ${perTry.ms} ms (the backend takes 1500)`);
+      assert.equal((await timed('http://slow/delay/10')).status, '200');
+
+      await eventually('the fault applies', 20_000, async () => ((await load('client', 'http://faulty/abort', 40)).statuses['418'] ?? 0) > 0);
+      const ab = await load('client', 'http://faulty/abort', 600);
+      const share = (ab.statuses['418'] ?? 0) / 600;
+      // sd of a 50 % share over 600 = 2 points; 5 sd = 10 points.
+      assert.ok(Math.abs(share - 0.5) < 0.1, `abort share ${share} (${JSON.stringify(ab.statuses)})`);
+      assert.equal((ab.statuses['418'] ?? 0) + (ab.statuses['200'] ?? 0), 600);
+      const delayed = await load('client', 'http://faulty/', 10, ['--c', '1']);
+      assert.equal(delayed.statuses['200'], 10);
+      assert.ok(delayed.ms >= 10 * 300, `10 sequential delayed requests took ${delayed.ms} ms`);
+    });
+
+    await t.test('outlier detection ejects the endpoint returning 5xx and brings it back after the ejection time', async () => {
+      apply(`
+apiVersion: networking.istio.io/v1
+kind: DestinationRule
+metadata: {name: pair, namespace: ${NS}}
+spec:
+  host: pair
+  trafficPolicy:
+    loadBalancer: {simple: ROUND_ROBIN}
+    outlierDetection: {consecutive5xxErrors: 3, interval: 1s, baseEjectionTime: 4s, maxEjectionPercent: 100}
+`);
+      // Once ejected, every request lands on the healthy endpoint.
+      const ejected = await eventually('ejection', 30_000, async () => {
+        await load('client', 'http://pair/', 20, ['--c', '1']);
+        const r = await load('client', 'http://pair/', 30, ['--c', '1']);
+        return r.statuses['200'] === 30 ? Date.now() : undefined;
+      });
+      const during = await brokenStats();
+      await new Promise((r) => setTimeout(r, 5000));
+      await load('client', 'http://pair/', 30, ['--c', '1']);
+      const after = await brokenStats();
+      t.diagnostic(`ejected at ${new Date(ejected).toISOString()}; broken endpoint saw ${after - during - 1} requests after the ejection time`);
+      assert.ok(after - during - 1 > 0, 'the ejected endpoint receives traffic again after baseEjectionTime');
+    });
+
+    await t.test('JWT: no token, a bad signature, an expired token and the wrong audience are refused', async () => {
+      const { publicKey, privateKey } = await generateKeyPair('ES256');
+      const other = await generateKeyPair('ES256');
+      const jwk = { ...(await exportJWK(publicKey)), kid: 'k1', alg: 'ES256', use: 'sig' };
+      const token = async (o: { key?: KeyLike; aud?: string; exp?: number }) =>
+        new SignJWT({ sub: 'alice' }).setProtectedHeader({ alg: 'ES256', kid: 'k1' }).setIssuer('https://issuer.example').setAudience(o.aud ?? 'shop')
+          .setIssuedAt(Math.floor(Date.now() / 1000) - 60).setExpirationTime(o.exp ?? Math.floor(Date.now() / 1000) + 600).sign(o.key ?? privateKey);
+      apply(`
+apiVersion: security.istio.io/v1
+kind: RequestAuthentication
+metadata: {name: jwt, namespace: ${NS}}
+spec:
+  targetRefs: [{kind: Service, group: "", name: secure}]
+  jwtRules:
+  - issuer: https://issuer.example
+    audiences: [shop]
+    jwks: '${JSON.stringify({ keys: [jwk] })}'
+---
+apiVersion: security.istio.io/v1
+kind: AuthorizationPolicy
+metadata: {name: need-jwt, namespace: ${NS}}
+spec:
+  targetRefs: [{kind: Service, group: "", name: secure}]
+  action: ALLOW
+  rules: [{from: [{source: {requestPrincipals: ["https://issuer.example/alice"]}}]}]
+`);
+      const status = async (auth?: string) => Object.keys((await load('client', 'http://secure/', 1, auth ? ['--header', `authorization: Bearer ${auth}`] : [])).statuses)[0];
+      const good = await token({});
+      await eventually('the JWT policy applies', 20_000, async () => (await status()) === '403' && (await status(good)) === '200');
+      assert.equal(await status(await token({ key: other.privateKey })), '401', 'bad signature');
+      assert.equal(await status(await token({ exp: Math.floor(Date.now() / 1000) - 3600 })), '401', 'expired');
+      assert.equal(await status(await token({ aud: 'someone-else' })), '401', 'wrong audience');
+      assert.equal(await status(), '403', 'no token where a request principal is required');
+      assert.equal(await status(good), '200');
+    });
+
+    await t.test('local rate limit answers 429 beyond the bucket', async () => {
+      apply(`
+apiVersion: gateway.networking.k8s.io/v1
+kind: HTTPRoute
+metadata:
+  name: limited
+  namespace: ${NS}
+  annotations: {ambit.io/local-rate-limit: "5/m burst 5"}
+spec:
+  parentRefs: [{group: "", kind: Service, name: limited, port: 80}]
+  rules: [{backendRefs: [{name: limited, port: 80}]}]
+`);
+      await eventually('the limit applies', 20_000, async () => ((await load('client', 'http://limited/', 10, ['--c', '1'])).statuses['429'] ?? 0) > 0);
+      const r = await load('client', 'http://limited/', 20, ['--c', '1']);
+      assert.equal(r.statuses['429'], 20, JSON.stringify(r.statuses));
+    });
+
+    await t.test('an HTTP/2 rapid-reset flood does not take the waypoint down', async () => {
+      const wpBefore = (await podList(co)).find((p) => p.name === 'waypoint-waypoint')!;
+      const r = await exec('client', ['rapid-reset', '--url', 'http://echo:81', '--n', '5000'], 120_000);
+      t.diagnostic(`rapid reset: ${r.out}`);
+      const res = JSON.parse(r.out) as { sent: number; after: number | string };
+      assert.equal(res.after, 200, 'a new connection is served after the flood');
+      const wpAfter = (await podList(co)).find((p) => p.name === 'waypoint-waypoint')!;
+      assert.equal(wpAfter.pid, wpBefore.pid, 'the waypoint process survived');
+      assert.equal(wpAfter.restarts, wpBefore.restarts);
+      assert.equal((await load('client', 'http://echo/', 20)).statuses['200'], 20);
+    });
+
+    await t.test('a trace of one request shows the waypoint span with the caller\'s trace id', async () => {
+      const collector = await podRun({ ...co, name: 'otel', namespace: 'default', node: 'node2', command: [node, TOOLS, 'otlp', '--port', '4318'] });
+      const gw = await admin!.get('Gateway', NS, 'waypoint');
+      await admin!.apply([{ ...gw, metadata: { ...gw.metadata, annotations: { ...(gw.metadata.annotations ?? {}), 'ambit.io/otlp-endpoint': `http://${collector.ip}:4318/v1/traces` } }, status: undefined }]);
+      const traceId = randomBytes(16).toString('hex');
+      const parent = randomBytes(8).toString('hex');
+      const spans = await eventually('the span at the collector', 90_000, async () => {
+        await load('client', 'http://echo/traced', 1, ['--header', `traceparent: 00-${traceId}-${parent}-01`]);
+        const got = await podExec({ ...co, name: 'otel', namespace: 'default', command: [node, '-e', "fetch('http://127.0.0.1:4318/spans').then(r=>r.text()).then(t=>process.stdout.write(t))"], timeoutMs: 20_000 });
+        const list = JSON.parse(got.stdout || '[]') as Array<{ traceId: string; parentSpanId?: string; name: string }>;
+        const mine = list.filter((x) => x.traceId === traceId);
+        return mine.length > 0 ? mine : undefined;
+      });
+      assert.equal(spans[0].parentSpanId, parent);
+      assert.match(spans[0].name, /traced/);
     });
   } finally {
     admin?.close();
