@@ -1,4 +1,5 @@
 import { createHash, randomUUID } from 'node:crypto';
+import { NODE_ANNOTATION, OTLP_ENDPOINT_ANNOTATION } from '../../lib/api/annotations';
 import { LABEL_DATAPLANE_MODE, LABEL_GATEWAY_NAME, Resource, WAYPOINT_GATEWAY_CLASS } from '../../lib/api/resource';
 import { AmbitClient } from '../../lib/api/client';
 import { dialFromConfig, loadClientConfig } from '../../lib/api/client-config';
@@ -15,9 +16,8 @@ import { WAYPOINT_ADMIN_PORT } from './topology';
  * opted out of capture; a deleted Gateway loses its pod. The node agent registers the pod
  * and writes its credential, which the pod reads.
  */
-export const NODE_ANNOTATION = 'ambit.io/node';
-/** Where the waypoint exports its traces (OTLP/HTTP, e.g. http://10.244.1.7:4318/v1/traces); none by default. */
-export const OTLP_ANNOTATION = 'ambit.io/otlp-endpoint';
+// On a Gateway: ambit.io/node pins the pod to a host; ambit.io/otlp-endpoint is where the
+// waypoint exports its traces (OTLP/HTTP, e.g. http://10.244.1.7:4318/v1/traces; none by default).
 
 export function waypointPodName(gateway: string): string {
   return `${gateway}-waypoint`.slice(0, 63).replace(/-+$/, '');
@@ -39,7 +39,7 @@ export function desiredWaypoints(gateways: Resource[], hosts: string[]): Waypoin
       const wanted = g.metadata.annotations?.[NODE_ANNOTATION];
       // Spread waypoints over the hosts, stably, unless the Gateway names one.
       const node = wanted && hosts.includes(wanted) ? wanted : hosts[createHash('sha256').update(`${ns}/${g.metadata.name}`).digest()[0] % hosts.length];
-      const otlp = g.metadata.annotations?.[OTLP_ANNOTATION];
+      const otlp = g.metadata.annotations?.[OTLP_ENDPOINT_ANNOTATION];
       return { namespace: ns, gateway: g.metadata.name, pod: waypointPodName(g.metadata.name), node, ...(otlp ? { otlpEndpoint: otlp } : {}) };
     });
 }

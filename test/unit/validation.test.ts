@@ -1304,3 +1304,35 @@ test('every document in deploy/examples validates', () => {
     assert.ok(seen.has(kind), `deploy/examples has no ${kind}`);
   }
 });
+
+test('Ambit annotations are checked at the edge: value, kind and spelling', () => {
+  const route = (ann: string) => `
+apiVersion: gateway.networking.k8s.io/v1
+kind: HTTPRoute
+metadata:
+  name: r
+  namespace: demo
+  annotations: {${ann}}
+spec:
+  parentRefs: [{group: "", kind: Service, name: web}]
+  rules: [{backendRefs: [{name: web, port: 80}]}]
+`;
+  assert.deepEqual(errorsOf(parse(route('ambit.io/local-rate-limit: "100/s burst 20"'))), []);
+  assert.deepEqual(errorsOf(parse(route('ambit.io/local-rate-limit: "600/m"'))), []);
+  const bad = errorsOf(parse(route('ambit.io/local-rate-limit: "fast"')));
+  assert.equal(bad[0]?.path, 'metadata.annotations.ambit.io/local-rate-limit');
+  assert.match(bad[0].message, /is not "<count>\/<s\|m\|h> \[burst <n>\]"/);
+  assert.match(errorsOf(parse(route('ambit.io/local-rate-limit: "0/s"')))[0].message, /must be positive/);
+  assert.match(errorsOf(parse(route('ambit.io/local-ratelimit: "1/s"')))[0].message, /unknown Ambit annotation/);
+  assert.match(errorsOf(parse(route('ambit.io/otlp-endpoint: "http://c:4318/v1/traces"')))[0].message, /only applies to Gateway/);
+  assert.deepEqual(errorsOf(parse(route('example.com/anything: "x"'))), []);
+  const gw = (ann: string) => `
+apiVersion: gateway.networking.k8s.io/v1
+kind: Gateway
+metadata: {name: waypoint, namespace: demo, annotations: {${ann}}}
+spec: {gatewayClassName: istio-waypoint, listeners: [{name: mesh, port: 15008, protocol: HBONE}]}
+`;
+  assert.deepEqual(errorsOf(parse(gw('ambit.io/otlp-endpoint: "http://10.244.1.7:4318/v1/traces", ambit.io/node: node2'))), []);
+  assert.match(errorsOf(parse(gw('ambit.io/otlp-endpoint: "collector:4318"')))[0].message, /http or https URL|not a URL/);
+  assert.match(errorsOf(parse(gw('ambit.io/node: "Node_2"')))[0].message, /not a node name/);
+});

@@ -8,31 +8,10 @@
  * rate; every rule of the annotated route gets a bucket of its own.
  */
 
-export const RATE_LIMIT_ANNOTATION = 'ambit.io/local-rate-limit';
+import { RateLimitSpec } from '../../../lib/api/annotations';
 
-export interface RateLimitSpec {
-  /** Tokens added per second. */
-  perSecond: number;
-  burst: number;
-  /** The annotation text, to keep a bucket's state across config updates when it did not change. */
-  source: string;
-}
-
-const UNIT_SECONDS: Record<string, number> = { s: 1, m: 60, h: 3600 };
-const FORMAT = /^\s*(\d+)\s*\/\s*(s|m|h)\s*(?:burst\s+(\d+)\s*)?$/;
-
-export class RateLimitParseError extends Error {
-  readonly code = 'BadRateLimit';
-}
-
-export function parseRateLimit(text: string): RateLimitSpec {
-  const m = FORMAT.exec(text);
-  if (!m) throw new RateLimitParseError(`${RATE_LIMIT_ANNOTATION}: "${text}" is not "<count>/<s|m|h> [burst <n>]"`);
-  const count = Number(m[1]);
-  const burst = m[3] !== undefined ? Number(m[3]) : count;
-  if (count <= 0 || burst <= 0) throw new RateLimitParseError(`${RATE_LIMIT_ANNOTATION}: count and burst must be positive in "${text}"`);
-  return { perSecond: count / UNIT_SECONDS[m[2]], burst, source: text };
-}
+export { RATE_LIMIT_ANNOTATION, parseRateLimit, RateLimitParseError } from '../../../lib/api/annotations';
+export type { RateLimitSpec };
 
 export class TokenBucket {
   private tokens: number;

@@ -1,0 +1,599 @@
+// L7 data plane overhead: no mesh vs Ambit L4 (ztunnels only) vs Ambit with a waypoint, side by
+// side in ONE run, on a local 2-host `ambit dev` cluster the bench brings up itself (unique name,
+// its own state dir) and always tears down (normal end, error, deadline, SIGINT/SIGTERM).
+//
+//   nomesh   : client pod (node1) -> server pod (node2)                 namespace bench-plain (not enrolled), to the pod IP
+//   l4       : client pod (node1) -> ztunnel node1 -> HBONE -> ztunnel node2 -> server pod (node2)
+//                                                                       namespace bench-l4 (ambient), to the Service VIP
+//   waypoint : client pod (node1) -> ztunnel node1 -> HBONE -> waypoint pod (--waypoint-node, default node2;
+//              `ambit waypoint` in its own netns, L7) -> HBONE -> ztunnel node2 -> server pod (node2)
+//                                                                       namespace bench-wp (ambient + istio.io/use-waypoint), to the Service VIP
+//
+// Same hosts, same programs (dataplane-l4-pod.js server / load), same commands; only the
+// namespace (and the address: a Service VIP where a mesh can resolve one) differs. Measured:
+// latency at a fixed rate (default 1,000 req/s, 1 KiB bodies both ways, 16 keep-alive HTTP/1.1
+// connections) with the open-loop generator of the L4 bench, and CPU-s per 1,000 requests of the
+// waypoint process and of both ztunnels (/proc/<pid>/stat over the measured window).
+//
+// Before measuring, the path is checked: the ztunnels' istio_tcp_connections_opened_total grows for
+// the mesh namespaces only, and the waypoint's istio_requests_total (its :15020 in its pod netns)
+// grows for the waypoint namespace only. Runs of the three modes rotate (ABC, BCA, CAB, ...);
+// every figure is the median over --repeats runs. Each measured window waits for the machine to go
+// quiet first; a window where processes outside the cluster used more than --idle-threshold cores
+// is retried (--retries) and otherwise marked "disturbed".
+import { ChildProcess, spawnSync } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { waypointGateway } from '../cli/waypoint';
+import { clusterPaths, httpGet, podGet, podList, podRun, status, up, withAdmin, ZTUNNEL_METRICS_PORT } from '../deploy/local';
+import type { PodInfo } from '../deploy/local';
+import { NODE_ANNOTATION, waypointPodName } from '../deploy/local/waypoints';
+import { LABEL_DATAPLANE_MODE, LABEL_USE_WAYPOINT } from '../lib/api/resource';
+import { AMBIT_BIN, loadAverage, machine, metric, mib, parseFlags, procSample, round, runBench, sleep } from './common';
+import {
+  Attempt, CpuWatch, fmtNodes, inPod, log, Marks, measured as measuredIn, median, podSysctls, profileTop, ProfileSummary, registerClusterTeardown,
+} from './dataplane-common';
+
+const USAGE = `usage: node dist/bench/dataplane-l7.js [flags]
+L7 data plane: no mesh vs Ambit L4 vs Ambit with a waypoint on a local 2-host cluster (root).`;
+
+const F = parseFlags(
+  {
+    repeats: 3,
+    rate: 1000,
+    latencySeconds: 10,
+    warmup: 2,
+    /** Unmeasured seconds at --rate per mode before the first measured run (cold JIT in the proxies). */
+    prewarm: 5,
+    conns: 16,
+    size: 1024,
+    waypointNode: 'node2',
+    waitIdle: 45,
+    idleThreshold: 0.1,
+    retries: 2,
+    timeout: 900,
+    json: '',
+    cpuProf: '',
+    logLevel: 'info',
+  },
+  USAGE,
+);
+
+const POD_TOOL = path.join(__dirname, 'dataplane-l4-pod.js');
+const MODES = ['nomesh', 'l4', 'waypoint'] as const;
+type Mode = (typeof MODES)[number];
+const NS: Record<Mode, string> = { nomesh: 'bench-plain', l4: 'bench-l4', waypoint: 'bench-wp' };
+const TITLE: Record<Mode, string> = { nomesh: 'no mesh', l4: 'Ambit L4', waypoint: 'Ambit + waypoint' };
+const GATEWAY = 'waypoint';
+const WAYPOINT_POD = waypointPodName(GATEWAY);
+const WAYPOINT_METRICS = 'http://127.0.0.1:15020/metrics';
+const INSPECTOR_PORT = 9229;
+const PORT = 8080;
+
+const t0 = Date.now();
+let watch: CpuWatch;
+let clusterDir = '';
+const measured = <T>(what: string, fn: (w: Marks) => Promise<T>): Promise<Array<Attempt<T>>> => measuredIn(watch, F, what, fn);
+
+// ---------------------------------------------------------------------------------------
+// The measured processes: both ztunnels (PIDs from the supervisor's records via status()) and the
+// waypoint (its pod's PID from podList(), i.e. the supervisor's processes.json).
+
+interface Proxy {
+  /** "ztunnel-node1", "ztunnel-node2", "waypoint". */
+  key: string;
+  pid: number;
+  netns: string;
+}
+
+let ztunnels: Proxy[] = [];
+let waypoint: Proxy & { pod: PodInfo };
+
+async function findZtunnels(): Promise<Proxy[]> {
+  const s = await status({ dir: clusterDir });
+  if (!s) throw new Error('the cluster disappeared');
+  return s.hosts.map((h) => {
+    const z = h.components.ztunnel;
+    if (z.pid === undefined) throw new Error(`the ztunnel of ${h.name} is not running (${z.state}, ${z.restarts} restarts): see ${z.log}`);
+    return { key: `ztunnel-${h.name}`, pid: z.pid, netns: h.netns };
+  });
+}
+
+function findWaypoint(): Proxy & { pod: PodInfo } {
+  const pod = podList({ dir: clusterDir, namespace: NS.waypoint }).find((p) => p.name === WAYPOINT_POD);
+  if (!pod) throw new Error(`no waypoint pod ${NS.waypoint}/${WAYPOINT_POD}: the cluster's waypoint controller did not start it`);
+  if (pod.pid === undefined) throw new Error(`waypoint pod ${NS.waypoint}/${WAYPOINT_POD} is ${pod.state} (${pod.restarts} restarts): see ${pod.log}`);
+  // The pod's PID is the `ambit waypoint` node process itself (ip netns exec, unshare and sh all exec).
+  const cmdline = fs.readFileSync(`/proc/${pod.pid}/cmdline`, 'utf8').split('\0');
+  if (!cmdline.includes('waypoint') || !cmdline.includes(GATEWAY) || !/node$/.test(path.basename(cmdline[0]))) {
+    throw new Error(`pid ${pod.pid} of pod ${WAYPOINT_POD} is not the waypoint's node process: ${cmdline.join(' ')}`);
+  }
+  return { key: 'waypoint', pid: pod.pid, netns: pod.netns, pod };
+}
+
+/** The same processes as at the start: a restart during the bench would void every figure. */
+async function checkSameProcesses(): Promise<void> {
+  for (const z of await findZtunnels()) {
+    const was = ztunnels.find((x) => x.key === z.key);
+    if (was && was.pid !== z.pid) throw new Error(`${z.key} restarted during the bench (pid ${was.pid} -> ${z.pid}): see its log`);
+  }
+  const w = findWaypoint();
+  if (w.pid !== waypoint.pid) throw new Error(`the waypoint restarted during the bench (pid ${waypoint.pid} -> ${w.pid}): see ${w.pod.log}`);
+}
+
+function proxies(): Proxy[] {
+  return [...ztunnels, waypoint];
+}
+
+function cpuNow(): Record<string, number> {
+  return Object.fromEntries(proxies().map((p) => [p.key, procSample(p.pid).cpuSeconds]));
+}
+
+async function metricsOf(p: Proxy): Promise<string> {
+  const url = p.key === 'waypoint' ? WAYPOINT_METRICS : `http://127.0.0.1:${ZTUNNEL_METRICS_PORT}/metrics`;
+  const r = await httpGet(p.netns, url, 10_000);
+  if (r.status !== 200) throw new Error(`${p.key} metrics: HTTP ${r.status}`);
+  return r.body;
+}
+
+/** What the path check compares: ztunnel connections opened, waypoint requests per destination namespace. */
+async function pathCounters(): Promise<Record<string, number>> {
+  const [z1, z2, wp] = await Promise.all([metricsOf(ztunnels[0]), metricsOf(ztunnels[1]), metricsOf(waypoint)]);
+  const out: Record<string, number> = {
+    [`${ztunnels[0].key} opened (source)`]: metric(z1, 'istio_tcp_connections_opened_total', { reporter: 'source' }),
+    [`${ztunnels[1].key} opened (destination)`]: metric(z2, 'istio_tcp_connections_opened_total', { reporter: 'destination' }),
+    'waypoint requests (all)': metric(wp, 'istio_requests_total'),
+  };
+  for (const m of MODES) out[`waypoint requests to ${NS[m]}`] = metric(wp, 'istio_requests_total', { destination_service_namespace: NS[m] });
+  out['waypoint 200s to bench-wp'] = metric(wp, 'istio_requests_total', { destination_service_namespace: NS.waypoint, response_code: '200' });
+  return out;
+}
+
+function counterDelta(a: Record<string, number>, b: Record<string, number>): Record<string, number> {
+  return Object.fromEntries(Object.keys(b).map((k) => [k, b[k] - (a[k] ?? 0)]));
+}
+
+// ---------------------------------------------------------------------------------------
+// The latency run.
+
+interface Target {
+  client: PodInfo;
+  server: PodInfo;
+  /** Where the client sends: the server pod's IP (no mesh) or the Service's VIP (mesh modes). */
+  host: string;
+}
+
+const targets = {} as Record<Mode, Target>;
+
+interface LoadResult {
+  scheduled: number;
+  completed: number;
+  errors: number;
+  incomplete: number;
+  reconnects: number;
+  achievedRate: number;
+  latencyUs: Record<string, number>;
+  serviceUs: Record<string, number>;
+  lagUs: Record<string, number>;
+}
+
+interface LatencyRun extends LoadResult {
+  cpuS: Record<string, number>;
+  cpuSPer1000Req: Record<string, number>;
+}
+
+async function loadRun(mode: Mode, rate: number, seconds: number, warmup: number, w?: Marks): Promise<LatencyRun> {
+  const t = targets[mode];
+  let c0: Record<string, number> | undefined;
+  let c1: Record<string, number> | undefined;
+  const r = await inPod(
+    t.client,
+    [process.execPath, POD_TOOL, 'load', '--host', t.host, '--port', String(PORT), '--rate', String(rate), '--duration', String(seconds), '--warmup', String(warmup), '--conns', String(F.conns), '--size', String(F.size)],
+    (seconds + warmup + 40) * 1000,
+    (line) => {
+      if (line === 'MEASURE_START') {
+        c0 = cpuNow();
+        w?.start();
+      } else if (line === 'MEASURE_END') {
+        w?.stop();
+        c1 = cpuNow();
+      }
+    },
+  );
+  const last = r.stdout.trim().split('\n').pop() ?? '';
+  let res: LoadResult;
+  try {
+    res = JSON.parse(last) as LoadResult;
+  } catch {
+    throw new Error(`load generator (${mode}) failed (exit ${r.code}): ${r.stderr.trim().slice(-800) || last}`);
+  }
+  if (!c0 || !c1) throw new Error(`load generator (${mode}) did not mark its measured window`);
+  const cpu = Object.fromEntries(Object.keys(c1).map((k) => [k, round(c1![k] - c0![k], 2)]));
+  return {
+    ...res,
+    cpuS: cpu,
+    cpuSPer1000Req: Object.fromEntries(Object.entries(cpu).map(([k, v]) => [k, round((v / Math.max(1, res.completed)) * 1000, 3)])),
+  };
+}
+
+/**
+ * Short runs through a mode until they work (servers listening, HBONE sessions up, and for the
+ * waypoint mode the ztunnel sending the service's traffic to the waypoint), then one more whose
+ * counters must show the path: ztunnels for the mesh modes only, the waypoint for its namespace only.
+ */
+async function checkPath(mode: Mode): Promise<Record<string, unknown>> {
+  const end = Date.now() + 90_000;
+  let lastErr = '';
+  const once = async () => {
+    const a = await pathCounters();
+    const r = await loadRun(mode, 200, 1, 0.2);
+    await sleep(500); // the waypoint counts a request when its record closes, just after the response
+    return { r, d: counterDelta(a, await pathCounters()) };
+  };
+  for (;;) {
+    try {
+      const { r, d } = await once();
+      const ok = r.completed === r.scheduled && r.errors === 0;
+      if (ok && (mode !== 'waypoint' || d[`waypoint requests to ${NS.waypoint}`] >= r.completed)) break;
+      lastErr = ok ? `the waypoint counted ${d[`waypoint requests to ${NS.waypoint}`]} of ${r.completed} requests (not bound to it yet?)` : `${r.completed}/${r.scheduled} completed, ${r.errors} errors`;
+    } catch (err) {
+      lastErr = (err as Error).message;
+    }
+    if (Date.now() > end) throw new Error(`HTTP through ${mode} never worked: ${lastErr}`);
+    await sleep(1000);
+  }
+  const { r, d } = await once();
+  const z1 = d[`${ztunnels[0].key} opened (source)`];
+  const z2 = d[`${ztunnels[1].key} opened (destination)`];
+  const wpAll = d['waypoint requests (all)'];
+  const wpMine = d[`waypoint requests to ${NS.waypoint}`];
+  const sent = Math.round(0.2 * 200) + r.scheduled;
+  const problems: string[] = [];
+  if (r.completed !== r.scheduled || r.errors) problems.push(`${r.completed}/${r.scheduled} completed, ${r.errors} errors`);
+  if (mode === 'nomesh' && (z1 !== 0 || z2 !== 0)) problems.push(`plain traffic went through a ztunnel (opened: node1 +${z1}, node2 +${z2})`);
+  if (mode !== 'nomesh' && z1 === 0) problems.push(`the client's ztunnel opened no connection (node1 source +${z1})`);
+  if (mode === 'l4' && z2 === 0) problems.push(`the server's ztunnel opened no connection (node2 destination +${z2})`);
+  if (mode !== 'waypoint' && wpAll !== 0) problems.push(`the waypoint counted ${wpAll} requests of ${mode} traffic`);
+  if (mode === 'waypoint' && (wpMine !== sent || wpAll !== wpMine || d['waypoint 200s to bench-wp'] !== sent)) {
+    problems.push(`the waypoint counted ${wpMine} requests to ${NS.waypoint} (${d['waypoint 200s to bench-wp']} with 200) and ${wpAll} in all; ${sent} were sent`);
+  }
+  if (problems.length) throw new Error(`path check of ${mode} failed: ${problems.join('; ')}`);
+  log(`${mode}: path checked: ${sent} requests; ${Object.entries(d).filter(([, v]) => v !== 0).map(([k, v]) => `${k} +${v}`).join(', ') || 'no ztunnel or waypoint counter moved'}`);
+  return { requestsSent: sent, counterDeltas: d };
+}
+
+// ---------------------------------------------------------------------------------------
+// CPU profiles (--cpu-prof DIR): the ztunnels through the preloaded cpu-profile-preload.js
+// (SIGUSR2), the waypoint through its inspector (SIGUSR1 opens it on 127.0.0.1:9229 in its pod
+// netns; the pod tool's `cpuprof` drives V8's profiler over it), over each mesh mode's runs.
+
+const profiles: Record<string, Record<string, unknown>> = {};
+
+async function profiled<T>(scenario: string, mode: Mode, fn: () => Promise<T>): Promise<T> {
+  if (!F.cpuProf || mode === 'nomesh') return fn();
+  const dir = path.resolve(F.cpuProf);
+  const wpFile = path.join(dir, `waypoint-${scenario}.cpuprofile`);
+  let helper: ChildProcess | undefined;
+  let helperDone: Promise<unknown> | undefined;
+  if (mode === 'waypoint') {
+    let started!: () => void;
+    const profiling = new Promise<void>((r) => (started = r));
+    helperDone = inPod(waypoint, [process.execPath, '--experimental-websocket', '--no-warnings', POD_TOOL, 'cpuprof', '--port', String(INSPECTOR_PORT), '--out', wpFile], 600_000, (line) => {
+      if (line === 'PROFILING') started();
+    }, (c) => (helper = c)).then((r) => {
+      started();
+      if (r.code !== 0) log(`  waypoint profiler exited ${r.code}: ${r.stderr.trim().slice(-300)}`);
+      return r;
+    });
+    await profiling;
+  }
+  for (const z of ztunnels) process.kill(z.pid, 'SIGUSR2');
+  try {
+    return await fn();
+  } finally {
+    for (const z of ztunnels) process.kill(z.pid, 'SIGUSR2');
+    helper?.kill('SIGTERM');
+    await helperDone;
+    profiles[scenario] = {};
+    for (const z of ztunnels) {
+      const f = path.join(dir, `cpu-${z.pid}.cpuprofile`);
+      const end = Date.now() + 20_000;
+      while (!fs.existsSync(f) && Date.now() < end) await sleep(200);
+      if (!fs.existsSync(f)) {
+        profiles[scenario][z.key] = { error: `${z.key} wrote no profile` };
+        continue;
+      }
+      const to = path.join(dir, `${z.key}-${scenario}.cpuprofile`);
+      fs.renameSync(f, to);
+      profiles[scenario][z.key] = { file: to, ...profileTop(to, 40) };
+    }
+    if (mode === 'waypoint') profiles[scenario].waypoint = fs.existsSync(wpFile) ? { file: wpFile, ...profileTop(wpFile, 60) } : { error: 'the waypoint profiler wrote no profile' };
+  }
+}
+
+// ---------------------------------------------------------------------------------------
+
+function logLines(file: string): { accessLogLines: number; warningsAndErrors: Array<{ count: number; msg: string }> } {
+  let lines: string[] = [];
+  try {
+    lines = fs.readFileSync(file, 'utf8').split('\n');
+  } catch {
+    // no log
+  }
+  const msgs = new Map<string, number>();
+  let access = 0;
+  for (const l of lines) {
+    const m = /"level":(\d+)/.exec(l);
+    if (!m) continue;
+    if (l.includes('"type":"access"')) access++;
+    if (Number(m[1]) < 40) continue;
+    const msg = /"msg":"([^"]*)"/.exec(l)?.[1] ?? l.slice(0, 120);
+    const err = /"err":"([^"]{0,160})/.exec(l)?.[1];
+    const k = err ? `${msg}: ${err}` : msg;
+    msgs.set(k, (msgs.get(k) ?? 0) + 1);
+  }
+  return { accessLogLines: access, warningsAndErrors: [...msgs.entries()].map(([msg, count]) => ({ count, msg })) };
+}
+
+function ambitCli(adminConfig: string, args: string[]): { code: number; out: string } {
+  const r = spawnSync(process.execPath, [AMBIT_BIN, ...args], { env: { ...process.env, AMBIT_CONFIG: adminConfig }, encoding: 'utf8', timeout: 120_000 });
+  return { code: r.status ?? -1, out: `${r.stdout ?? ''}${r.stderr ?? ''}`.trim() };
+}
+
+runBench('dataplane-l7', F.timeout * 1000, async () => {
+  if (process.getuid?.() !== 0) throw new Error('needs root (network namespaces)');
+  if (!['node1', 'node2'].includes(F.waypointNode)) throw new Error('--waypoint-node must be node1 or node2');
+  const name = `abl7-${randomBytes(3).toString('hex')}`;
+  clusterDir = fs.mkdtempSync(path.join(os.tmpdir(), 'ambit-bench-l7-'));
+  let supervisorPid: number | undefined;
+  watch = new CpuWatch(name, () => supervisorPid);
+  registerClusterTeardown(name, clusterDir);
+
+  if (F.cpuProf) {
+    fs.mkdirSync(F.cpuProf, { recursive: true });
+    // As in dataplane-l4.ts: the processes `up` starts (ztunnels among them) preload the SIGUSR2
+    // profiler. Pods (the waypoint) do not inherit it; the waypoint is profiled through its inspector.
+    process.env.NODE_OPTIONS = `${process.env.NODE_OPTIONS ?? ''} --require ${path.join(__dirname, 'cpu-profile-preload.js')}`.trim();
+    process.env.AMBIT_BENCH_CPU_PROF_DIR = path.resolve(F.cpuProf);
+  }
+  log(`bringing up cluster ${name} (2 hosts) in ${clusterDir}`);
+  const loadAtStart = loadAverage();
+  const u = await up({ dir: clusterDir, name, nodes: 2, logLevel: F.logLevel, progress: (l) => log(`  ${l}`) });
+  if (F.cpuProf) {
+    delete process.env.NODE_OPTIONS;
+    delete process.env.AMBIT_BENCH_CPU_PROF_DIR;
+  }
+  if (u.notReady.length) throw new Error(`ztunnels not ready: ${u.notReady.join(', ')}`);
+  supervisorPid = (await status({ dir: clusterDir }))?.supervisor.pid;
+  ztunnels = await findZtunnels();
+  log(`ztunnels: ${ztunnels.map((z) => `${z.key} pid ${z.pid}`).join(', ')}`);
+
+  // Namespaces, Services, and the waypoint: a Gateway of class istio-waypoint pinned to
+  // --waypoint-node (the local waypoint controller honours the ambit.io/node annotation), and the
+  // waypoint namespace labelled istio.io/use-waypoint, as `ambit waypoint apply --enroll-namespace` does.
+  const gw = waypointGateway(NS.waypoint, GATEWAY, 'service');
+  gw.metadata.annotations = { [NODE_ANNOTATION]: F.waypointNode };
+  const service = (ns: string) => ({
+    apiVersion: 'v1', kind: 'Service', metadata: { name: 'http', namespace: ns },
+    spec: { selector: { app: 'http' }, ports: [{ name: 'http', port: PORT, targetPort: PORT }] },
+  });
+  await withAdmin(clusterPaths({ dir: clusterDir }), async (c) => {
+    await c.apply([
+      { apiVersion: 'v1', kind: 'Namespace', metadata: { name: NS.nomesh } },
+      { apiVersion: 'v1', kind: 'Namespace', metadata: { name: NS.l4, labels: { [LABEL_DATAPLANE_MODE]: 'ambient' } } },
+      { apiVersion: 'v1', kind: 'Namespace', metadata: { name: NS.waypoint, labels: { [LABEL_DATAPLANE_MODE]: 'ambient' } } },
+      service(NS.l4),
+      service(NS.waypoint),
+      gw,
+    ]);
+    await c.apply([{ apiVersion: 'v1', kind: 'Namespace', metadata: { name: NS.waypoint, labels: { [LABEL_DATAPLANE_MODE]: 'ambient', [LABEL_USE_WAYPOINT]: GATEWAY } } }]);
+  });
+  const vips = await withAdmin(clusterPaths({ dir: clusterDir }), async (c) => {
+    const out: Partial<Record<Mode, string>> = {};
+    for (const m of ['l4', 'waypoint'] as const) {
+      const s = (await c.list('Service', NS[m])).find((x) => x.metadata.name === 'http');
+      const ip = (s?.spec as { clusterIP?: string } | undefined)?.clusterIP;
+      if (!ip) throw new Error(`Service ${NS[m]}/http has no clusterIP`);
+      out[m] = ip;
+    }
+    return out;
+  });
+
+  // Traffic pods: the same programs in each namespace; client on node1, server on node2.
+  for (const mode of MODES) {
+    const ns = NS[mode];
+    const server = await podRun({ dir: clusterDir, name: 'http', namespace: ns, node: 'node2', labels: { app: 'http' }, command: [process.execPath, POD_TOOL, 'server', '--port', String(PORT), '--size', String(F.size)], cwd: '/' });
+    const client = await podRun({ dir: clusterDir, name: 'client', namespace: ns, node: 'node1', command: ['sleep', 'infinity'], cwd: '/' });
+    for (const p of [client, server]) podSysctls(p);
+    const want = mode !== 'nomesh';
+    for (const p of [server, client]) {
+      const g = podGet({ dir: clusterDir, name: p.name, namespace: ns });
+      if (g.enrolled !== want) throw new Error(`pod ${ns}/${p.name} enrolled=${g.enrolled}, expected ${want}`);
+    }
+    targets[mode] = { client, server, host: mode === 'nomesh' ? server.ip : vips[mode]! };
+    log(`${mode}: client ${client.ip} (node1) -> ${mode === 'nomesh' ? 'pod' : `Service ${ns}/http VIP`} ${targets[mode].host}:${PORT} (server pod ${server.ip} on node2); enrolled: ${want}`);
+  }
+
+  // The waypoint: Programmed (as `ambit waypoint status --wait` reports it), and its process.
+  const st = ambitCli(u.adminConfig, ['waypoint', 'status', '-n', NS.waypoint, '--wait', '90s']);
+  if (st.code !== 0) throw new Error(`ambit waypoint status -n ${NS.waypoint} --wait 90s exited ${st.code}:\n${st.out}`);
+  for (const l of st.out.split('\n')) log(`  ${l}`);
+  waypoint = findWaypoint();
+  if (waypoint.pod.node !== F.waypointNode) throw new Error(`the waypoint pod runs on ${waypoint.pod.node}, not on ${F.waypointNode}`);
+  if (waypoint.pod.enrolled !== false) throw new Error(`the waypoint pod must not be captured (enrolled=${waypoint.pod.enrolled})`);
+  log(`waypoint: pod ${NS.waypoint}/${WAYPOINT_POD} on ${waypoint.pod.node}, ${waypoint.pod.ip}, pid ${waypoint.pid}`);
+
+  const git = (args: string[]) => spawnSync('git', args, { cwd: path.resolve(__dirname, '..', '..'), encoding: 'utf8' }).stdout?.trim() ?? '';
+  const result: Record<string, unknown> = {
+    bench: 'dataplane-l7', startedAt: new Date(t0).toISOString(), machine: machine(), loadAverageAtStart: loadAtStart, cluster: name,
+    commit: git(['rev-parse', '--short', 'HEAD']) || 'unknown', uncommittedChanges: git(['status', '--porcelain', '--untracked-files=no']) !== '',
+    config: { ...F, podTool: POD_TOOL },
+    topology: {
+      client: 'node1', server: 'node2', waypointNode: waypoint.pod.node,
+      waypoint: { pod: `${NS.waypoint}/${WAYPOINT_POD}`, ip: waypoint.pod.ip, pid: waypoint.pid },
+      ztunnels: Object.fromEntries(ztunnels.map((z) => [z.key, z.pid])),
+      modes: Object.fromEntries(MODES.map((m) => [m, { namespace: NS[m], target: `${targets[m].host}:${PORT}`, serverPod: targets[m].server.ip }])),
+      waypointStatus: st.out,
+    },
+  };
+
+  // Path check, then an unmeasured warm-up at the measured rate (the first thousands of requests
+  // through a proxy run cold code).
+  const pathCheck: Record<string, unknown> = {};
+  for (const mode of MODES) pathCheck[mode] = await checkPath(mode);
+  result.pathCheck = pathCheck;
+  if (F.cpuProf) {
+    process.kill(waypoint.pid, 'SIGUSR1'); // opens the waypoint's inspector on 127.0.0.1:9229 in its pod netns
+    await sleep(500);
+  }
+  if (F.prewarm > 0) {
+    for (const mode of MODES) {
+      const r = await loadRun(mode, F.rate, F.prewarm, 0);
+      log(`warm-up ${mode}: ${r.completed}/${r.scheduled} in ${F.prewarm} s, p50 ${r.latencyUs.p50} us`);
+    }
+  }
+
+  // Latency at a fixed rate, CPU per 1,000 requests: modes rotate (ABC, BCA, CAB, ...).
+  const runs: Array<{ mode: Mode; rep: number; attempts: Array<Attempt<LatencyRun>> }> = [];
+  for (let rep = 0; rep < F.repeats; rep++) {
+    const order = MODES.map((_m, i) => MODES[(i + rep) % MODES.length]);
+    for (const mode of order) {
+      const attempts = await profiled(`latency-${mode}-${rep + 1}`, mode, () => measured(`latency ${mode} #${rep + 1}`, (w) => loadRun(mode, F.rate, F.latencySeconds, F.warmup, w)));
+      runs.push({ mode, rep, attempts });
+      const a = attempts[0].value;
+      log(`latency ${mode.padEnd(8)} #${rep + 1}: ${a.completed}/${a.scheduled} ok at ${a.achievedRate}/s; from schedule p50/p90/p99 ${a.latencyUs.p50}/${a.latencyUs.p90}/${a.latencyUs.p99} us; service p50/p99 ${a.serviceUs.p50}/${a.serviceUs.p99} us; lag p50 ${a.lagUs.p50} us; CPU-s/1000 req ${fmtNodes(a.cpuSPer1000Req)}; others ${attempts[0].window.othersCores}${attempts[0].disturbed ? ' DISTURBED' : ''}`);
+      if (a.errors || a.incomplete) log(`  WARNING: ${a.errors} errors, ${a.incomplete} incomplete`);
+    }
+  }
+  await checkSameProcesses();
+
+  const keys = ['p50', 'p90', 'p99', 'p999'];
+  const used = (mode: Mode) => runs.filter((r) => r.mode === mode).map((r) => r.attempts[0]);
+  const med = (mode: Mode) => {
+    const xs = used(mode).map((x) => x.value);
+    const pick = (f: (x: LatencyRun) => Record<string, number>) => Object.fromEntries(keys.map((k) => [k, Math.round(median(xs.map((x) => f(x)[k])))]));
+    return {
+      latencyUs: pick((x) => x.latencyUs), serviceUs: pick((x) => x.serviceUs), lagUs: pick((x) => x.lagUs),
+      cpuSPer1000Req: Object.fromEntries(proxies().map((p) => [p.key, round(median(xs.map((x) => x.cpuSPer1000Req[p.key])), 3)])),
+      completed: xs.reduce((n, x) => n + x.completed, 0),
+      scheduled: xs.reduce((n, x) => n + x.scheduled, 0),
+      errors: xs.reduce((n, x) => n + x.errors + x.incomplete, 0),
+      achievedRate: Math.round(median(xs.map((x) => x.achievedRate))),
+      disturbedRuns: used(mode).filter((x) => x.disturbed).length,
+    };
+  };
+  const m = Object.fromEntries(MODES.map((x) => [x, med(x)])) as Record<Mode, ReturnType<typeof med>>;
+  const diff = (a: Mode, b: Mode, f: (x: ReturnType<typeof med>) => Record<string, number>) => Object.fromEntries(keys.map((k) => [k, f(m[a])[k] - f(m[b])[k]]));
+  const ratio = (a: Mode, b: Mode) => Object.fromEntries(keys.map((k) => [k, round(m[a].latencyUs[k] / m[b].latencyUs[k], 2)]));
+  // Per repeat (the three modes of a repeat run within about a minute), to show the spread.
+  const pairs = Array.from({ length: F.repeats }, (_v, rep) => {
+    const v = (mode: Mode) => runs.find((r) => r.rep === rep && r.mode === mode)!.attempts[0].value;
+    return {
+      rep: rep + 1,
+      order: MODES.map((_m, i) => MODES[(i + rep) % MODES.length]).join(','),
+      l4AddedP50Us: v('l4').latencyUs.p50 - v('nomesh').latencyUs.p50,
+      waypointAddedP50Us: v('waypoint').latencyUs.p50 - v('nomesh').latencyUs.p50,
+      waypointHopP50Us: v('waypoint').latencyUs.p50 - v('l4').latencyUs.p50,
+      waypointHopServiceP50Us: v('waypoint').serviceUs.p50 - v('l4').serviceUs.p50,
+      waypointCpuSPer1000Req: v('waypoint').cpuSPer1000Req.waypoint,
+    };
+  });
+  const hop = diff('waypoint', 'l4', (x) => x.latencyUs);
+  const wpCpu = m.waypoint.cpuSPer1000Req.waypoint;
+  result.latency = {
+    tool: `dataplane-l4-pod.js load: open-loop ${F.rate} req/s, POST ${F.size} B -> ${F.size} B, ${F.conns} keep-alive HTTP/1.1 connections, ${F.warmup} s warm-up + ${F.latencySeconds} s measured; latency from the scheduled send time`,
+    ...m,
+    addedUs: { l4: diff('l4', 'nomesh', (x) => x.latencyUs), waypoint: diff('waypoint', 'nomesh', (x) => x.latencyUs), waypointHop: hop },
+    addedServiceUs: { l4: diff('l4', 'nomesh', (x) => x.serviceUs), waypoint: diff('waypoint', 'nomesh', (x) => x.serviceUs), waypointHop: diff('waypoint', 'l4', (x) => x.serviceUs) },
+    ratio: { l4: ratio('l4', 'nomesh'), waypoint: ratio('waypoint', 'nomesh'), waypointToL4: ratio('waypoint', 'l4') },
+    pairs,
+    targets: {
+      waypointCpuPer1000Req: { maxCpuS: 0.25, valueCpuS: wpCpu, perRepeat: pairs.map((p) => p.waypointCpuSPer1000Req), met: wpCpu <= 0.25 },
+      waypointHopAddedP50: { maxUs: 1000, valueUs: hop.p50, perRepeat: pairs.map((p) => p.waypointHopP50Us), met: hop.p50 <= 1000 },
+    },
+    runs: runs.map((r) => ({ mode: r.mode, rep: r.rep + 1, ...r.attempts[0].value, window: r.attempts[0].window, disturbed: r.attempts[0].disturbed, discardedAttempts: r.attempts.slice(1).map((x) => ({ window: x.window, latencyUs: x.value.latencyUs })) })),
+  };
+
+  // Memory after the traffic, and what the proxies logged.
+  result.memoryAfterTraffic = Object.fromEntries(proxies().map((p) => {
+    const s = procSample(p.pid);
+    return [p.key, { rssMiB: mib(s.rssBytes), hwmMiB: mib(s.hwmBytes) }];
+  }));
+  const wpMetrics = await metricsOf(waypoint);
+  result.waypointCounters = {
+    requestsToBenchWp: metric(wpMetrics, 'istio_requests_total', { destination_service_namespace: NS.waypoint }),
+    requestsAll: metric(wpMetrics, 'istio_requests_total'),
+    non200: metric(wpMetrics, 'istio_requests_total') - metric(wpMetrics, 'istio_requests_total', { response_code: '200' }),
+    restarts: podGet({ dir: clusterDir, name: WAYPOINT_POD, namespace: NS.waypoint }).restarts,
+  };
+  result.logs = {
+    waypoint: logLines(waypoint.pod.log),
+    ...Object.fromEntries(ztunnels.map((z) => [z.key, logLines(path.join(clusterDir, 'logs', `${z.key.replace(/^ztunnel-/, '')}-ztunnel.log`))])),
+  };
+  result.durationS = round((Date.now() - t0) / 1000, 0);
+  if (F.cpuProf) result.cpuProfiles = profiles;
+  report(result);
+});
+
+// ---------------------------------------------------------------------------------------
+
+function report(r: Record<string, unknown>): void {
+  const json = JSON.stringify(r, null, 2);
+  process.stdout.write(`${json}\n`);
+  if (F.json) fs.writeFileSync(F.json, `${json}\n`);
+  type Med = { latencyUs: Record<string, number>; serviceUs: Record<string, number>; cpuSPer1000Req: Record<string, number>; disturbedRuns: number; completed: number; scheduled: number; errors: number };
+  const l = r.latency as Record<Mode, Med> & {
+    addedUs: Record<string, Record<string, number>>; addedServiceUs: Record<string, Record<string, number>>; ratio: Record<string, Record<string, number>>;
+    targets: { waypointCpuPer1000Req: { met: boolean }; waypointHopAddedP50: { met: boolean } };
+  };
+  const mem = r.memoryAfterTraffic as Record<string, { rssMiB: number; hwmMiB: number }>;
+  const sign = (n: number) => (n >= 0 ? `+${n}` : `${n}`);
+  const rows: string[][] = [['', TITLE.nomesh, TITLE.l4, TITLE.waypoint, 'L4 / no mesh', 'waypoint / no mesh', 'added by L4', 'added with waypoint', 'waypoint hop (waypoint - L4)', 'target']];
+  for (const k of ['p50', 'p90', 'p99']) {
+    rows.push([
+      `latency ${k} @ ${F.rate}/s (from schedule)`, `${l.nomesh.latencyUs[k]} us`, `${l.l4.latencyUs[k]} us`, `${l.waypoint.latencyUs[k]} us`,
+      `x${l.ratio.l4[k]}`, `x${l.ratio.waypoint[k]}`, `${sign(l.addedUs.l4[k])} us`, `${sign(l.addedUs.waypoint[k])} us`, `${sign(l.addedUs.waypointHop[k])} us`,
+      k === 'p50' ? `hop <= +1000 us: ${l.targets.waypointHopAddedP50.met ? 'met' : 'NOT met'}` : '',
+    ]);
+  }
+  rows.push([
+    'service time p50 / p99 (write -> response)', ...MODES.map((m) => `${l[m].serviceUs.p50} / ${l[m].serviceUs.p99} us`), '', '',
+    `${sign(l.addedServiceUs.l4.p50)} / ${sign(l.addedServiceUs.l4.p99)} us`, `${sign(l.addedServiceUs.waypoint.p50)} / ${sign(l.addedServiceUs.waypoint.p99)} us`,
+    `${sign(l.addedServiceUs.waypointHop.p50)} / ${sign(l.addedServiceUs.waypointHop.p99)} us`, '',
+  ]);
+  rows.push([
+    'waypoint CPU-s per 1,000 requests', ...MODES.map((m) => (m === 'waypoint' ? `${l[m].cpuSPer1000Req.waypoint}` : `(idle) ${l[m].cpuSPer1000Req.waypoint}`)), '', '', '', '', '',
+    `<= 0.25: ${l.targets.waypointCpuPer1000Req.met ? 'met' : 'NOT met'}`,
+  ]);
+  rows.push(['ztunnel CPU-s per 1,000 requests', ...MODES.map((m) => `node1 ${l[m].cpuSPer1000Req['ztunnel-node1']}, node2 ${l[m].cpuSPer1000Req['ztunnel-node2']}`), '', '', '', '', '', '']);
+  rows.push(['completed / scheduled (errors)', ...MODES.map((m) => `${l[m].completed}/${l[m].scheduled} (${l[m].errors})`), '', '', '', '', '', '']);
+  rows.push(['RSS after the traffic (peak), MiB', '', `ztunnels ${mem['ztunnel-node1'].rssMiB} (${mem['ztunnel-node1'].hwmMiB}) / ${mem['ztunnel-node2'].rssMiB} (${mem['ztunnel-node2'].hwmMiB})`, `waypoint ${mem.waypoint.rssMiB} (${mem.waypoint.hwmMiB})`, '', '', '', '', '', '']);
+  const w = rows[0].map((_h, i) => Math.max(...rows.map((row) => (row[i] ?? '').length)));
+  const lines = rows.map((row) => row.map((cell, i) => (cell ?? '').padEnd(w[i])).join('  ').trimEnd());
+  lines.splice(1, 0, w.map((n) => '-'.repeat(n)).join('  '));
+  const topo = r.topology as { waypointNode: string };
+  process.stdout.write(`\nL7 data plane, no mesh vs Ambit L4 vs Ambit with a waypoint (2 hosts; client node1, server node2, waypoint ${topo.waypointNode}; ${F.rate} req/s, ${F.size} B bodies, ${F.conns} keep-alive connections; medians of ${F.repeats} runs)\n${lines.join('\n')}\n`);
+  const disturbed = MODES.reduce((n, m) => n + l[m].disturbedRuns, 0);
+  process.stdout.write(disturbed ? `disturbed by other processes (> ${F.idleThreshold} cores): ${disturbed} of ${MODES.length * F.repeats} measured windows\n` : `no measured window was disturbed by other processes (> ${F.idleThreshold} cores)\n`);
+  const pairs = (r.latency as { pairs: Array<{ rep: number; order: string; waypointHopP50Us: number; l4AddedP50Us: number; waypointCpuSPer1000Req: number }> }).pairs;
+  process.stdout.write(`per repeat (order; p50 added by L4, by the waypoint hop; waypoint CPU-s/1000 req): ${pairs.map((p) => `#${p.rep} (${p.order}) ${sign(p.l4AddedP50Us)}, ${sign(p.waypointHopP50Us)} us, ${p.waypointCpuSPer1000Req}`).join('; ')}\n`);
+  type Prof = Partial<ProfileSummary> & { error?: string };
+  const prof = r.cpuProfiles as undefined | Record<string, Record<string, Prof>>;
+  for (const [scenario, byProc] of Object.entries(prof ?? {})) {
+    if (!scenario.endsWith('-1')) continue; // first repeat only; every profile is in the JSON
+    for (const [proc, p] of Object.entries(byProc)) {
+      if (!p.top) {
+        process.stdout.write(`\n${scenario}, ${proc}: ${p.error}\n`);
+        continue;
+      }
+      process.stdout.write(`\n${scenario}, ${proc} CPU profile (${p.totalMs} ms non-idle); self time by area: ${p.byArea!.slice(0, 10).map((a) => `${a.area} ${a.pct}%`).join(', ')}\n`);
+      for (const f of p.top.slice(0, proc === 'waypoint' ? 25 : 10)) process.stdout.write(`  ${String(f.pct).padStart(5)}%  ${String(f.selfMs).padStart(6)} ms  ${f.fn}\n`);
+      const incl = p.ambitInclusive ?? [];
+      const mine = proc === 'waypoint' ? incl.filter((f) => f.fn.includes('dist/waypoint/')) : incl;
+      process.stdout.write(`  ${proc === 'waypoint' ? 'waypoint/' : 'Ambit'} functions, inclusive: ${mine.slice(0, proc === 'waypoint' ? 25 : 8).map((f) => `${f.fn} ${f.pct}%`).join('; ')}\n`);
+      if (proc === 'waypoint') process.stdout.write(`  other Ambit functions, inclusive: ${incl.filter((f) => !f.fn.includes('dist/waypoint/')).slice(0, 12).map((f) => `${f.fn} ${f.pct}%`).join('; ')}\n`);
+    }
+  }
+}
