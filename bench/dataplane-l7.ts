@@ -26,11 +26,9 @@ import { randomBytes } from 'node:crypto';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { waypointGateway } from '../cli/waypoint';
-import { clusterPaths, httpGet, podGet, podList, podRun, status, up, withAdmin, ZTUNNEL_METRICS_PORT } from '../deploy/local';
+import { clusterPaths, httpGet, podGet, podList, podRun, status, up, waypointPodName, withAdmin, ZTUNNEL_METRICS_PORT } from '../deploy/local';
 import type { PodInfo } from '../deploy/local';
-import { NODE_ANNOTATION, waypointPodName } from '../deploy/local/waypoints';
-import { LABEL_DATAPLANE_MODE, LABEL_USE_WAYPOINT } from '../lib/api/resource';
+import { LABEL_DATAPLANE_MODE, LABEL_USE_WAYPOINT, Resource, WAYPOINT_GATEWAY_CLASS } from '../lib/api/resource';
 import { AMBIT_BIN, loadAverage, machine, metric, mib, parseFlags, procSample, round, runBench, sleep } from './common';
 import {
   Attempt, CpuWatch, fmtNodes, inPod, log, Marks, measured as measuredIn, median, podSysctls, profileTop, ProfileSummary, registerClusterTeardown,
@@ -70,6 +68,8 @@ const GATEWAY = 'waypoint';
 const WAYPOINT_POD = waypointPodName(GATEWAY);
 const WAYPOINT_METRICS = 'http://127.0.0.1:15020/metrics';
 const INSPECTOR_PORT = 9229;
+/** The annotation on a Gateway that pins the local cluster's waypoint pod to a host (deploy/local/waypoints.ts). */
+const NODE_ANNOTATION = 'ambit.io/node';
 const PORT = 8080;
 
 const t0 = Date.now();
@@ -373,8 +373,13 @@ runBench('dataplane-l7', F.timeout * 1000, async () => {
   // Namespaces, Services, and the waypoint: a Gateway of class istio-waypoint pinned to
   // --waypoint-node (the local waypoint controller honours the ambit.io/node annotation), and the
   // waypoint namespace labelled istio.io/use-waypoint, as `ambit waypoint apply --enroll-namespace` does.
-  const gw = waypointGateway(NS.waypoint, GATEWAY, 'service');
-  gw.metadata.annotations = { [NODE_ANNOTATION]: F.waypointNode };
+  // The Gateway `ambit waypoint apply -n bench-wp` writes, plus the node annotation.
+  const gw: Resource = {
+    apiVersion: 'gateway.networking.k8s.io/v1',
+    kind: 'Gateway',
+    metadata: { name: GATEWAY, namespace: NS.waypoint, labels: { 'istio.io/waypoint-for': 'service' }, annotations: { [NODE_ANNOTATION]: F.waypointNode } },
+    spec: { gatewayClassName: WAYPOINT_GATEWAY_CLASS, listeners: [{ name: 'mesh', port: 15008, protocol: 'HBONE' }] },
+  };
   const service = (ns: string) => ({
     apiVersion: 'v1', kind: 'Service', metadata: { name: 'http', namespace: ns },
     spec: { selector: { app: 'http' }, ports: [{ name: 'http', port: PORT, targetPort: PORT }] },
