@@ -150,3 +150,22 @@ test('translate: waypoints get the L7 config of services bound to them, and ztun
   assert.equal(forWp.has('l7/a/api'), false);
   assert.equal(resourcesFor(s, { type: 'ztunnel', node: 'n1' }).has('l7/a/web'), false, 'ztunnels do not receive L7 config');
 });
+
+test('translate: a Service labelled istio.io/use-waypoint uses the waypoint though its namespace does not, and its annotations reach the waypoint', () => {
+  const gw = r({ apiVersion: 'gateway.networking.k8s.io/v1', kind: 'Gateway', metadata: { name: 'wp', namespace: 'b' }, spec: { gatewayClassName: 'istio-waypoint', listeners: [{ name: 'mesh', port: 15008, protocol: 'HBONE' }] } });
+  const route = r({ apiVersion: 'gateway.networking.k8s.io/v1', kind: 'HTTPRoute', metadata: { name: 'web', namespace: 'b', annotations: { 'ambit.io/local-rate-limit': '10/s' } }, spec: { parentRefs: [{ group: '', kind: 'Service', name: 'web' }], rules: [{ backendRefs: [{ name: 'web', port: 80 }] }] } });
+  const m = model({
+    namespaces: [nsr('b', { 'istio.io/dataplane-mode': 'ambient' })],
+    gateways: [gw],
+    workloads: [wl('wp-pod', 'b', 'n1', '10.0.1.9', { 'gateway.networking.k8s.io/gateway-name': 'wp' }, 'wp'), wl('web-1', 'b', 'n1', '10.0.1.1', { app: 'web', version: 'v3' })],
+    services: [svc('web', 'b', { app: 'web' }, { 'istio.io/use-waypoint': 'wp' }), svc('plain', 'b', { app: 'web' })],
+    httpRoutes: [route],
+  });
+  const s = translate(m, DEFAULT_TRANSLATE_OPTIONS);
+  assert.equal(decode<ServiceMsg>(s.services, 'svc/b/web').waypoint?.name, 'wp');
+  assert.equal(decode<ServiceMsg>(s.services, 'svc/b/plain').waypoint, null, 'an unlabelled service in an unlabelled namespace has no waypoint');
+  const forWp = resourcesFor(s, { type: 'waypoint', namespace: 'b', name: 'wp' });
+  const cfg = decode<WaypointServiceConfig>(forWp as never, 'l7/b/web');
+  assert.deepEqual(cfg.httpRoutes[0].annotations, { 'ambit.io/local-rate-limit': '10/s' });
+  assert.deepEqual(decode<WorkloadMsg>(s.workloads, 'wl/b/web-1').labels, { app: 'web', version: 'v3' }, 'workload labels reach the data plane for subsets');
+});
