@@ -17,7 +17,7 @@ export interface WaypointCliDeps {
   duration: (v: string) => number;
 }
 
-const WAYPOINT_FOR = ['service', 'workload', 'all', 'none'];
+const WAYPOINT_FOR = ['service', 'none'];
 
 function dns1123(v: string): string {
   if (!/^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$/.test(v)) throw new InvalidArgumentError(`"${v}" must be a DNS label (lowercase letters, digits, "-", at most 63)`);

@@ -79,3 +79,16 @@ export function checkAmbitAnnotations(kind: string, annotations: Record<string, 
   }
   return out;
 }
+
+/**
+ * `istio.io/waypoint-for` on a waypoint Gateway: this waypoint serves traffic addressed to
+ * services. Workload-addressed traffic (`workload`, `all`) would reach a waypoint that has no
+ * config for it, so it is refused here rather than failing at the data plane.
+ */
+export const WAYPOINT_FOR_LABEL = 'istio.io/waypoint-for';
+
+export function checkWaypointLabels(kind: string, labels: Record<string, string> | undefined): Array<{ path: string; message: string }> {
+  const v = labels?.[WAYPOINT_FOR_LABEL];
+  if (kind !== 'Gateway' || v === undefined || v === 'service' || v === 'none') return [];
+  return [{ path: `metadata.labels.${WAYPOINT_FOR_LABEL}`, message: `"${v}" is not supported: Ambit waypoints serve service traffic ("service", the default, or "none")` }];
+}

@@ -1,4 +1,4 @@
-import { checkAmbitAnnotations } from './annotations';
+import { checkAmbitAnnotations, checkWaypointLabels } from './annotations';
 import { z } from 'zod';
 import { FieldError, formatPath } from './errors';
 import { objectMeta } from './meta';
@@ -106,7 +106,7 @@ export function validateResource(doc: unknown): ValidationResult {
     if (!parsed.success) errors.push(...issuesToErrors(parsed.error.issues, ['spec']));
     else spec = parsed.data;
   }
-  if (meta.success) errors.push(...checkAmbitAnnotations(kind, meta.data.annotations));
+  if (meta.success) errors.push(...checkAmbitAnnotations(kind, meta.data.annotations), ...checkWaypointLabels(kind, meta.data.labels));
   if (errors.length > 0 || !meta.success) return { ok: false, errors };
 
   const metadata = { ...meta.data };

@@ -1336,3 +1336,19 @@ spec: {gatewayClassName: istio-waypoint, listeners: [{name: mesh, port: 15008, p
   assert.match(errorsOf(parse(gw('ambit.io/otlp-endpoint: "collector:4318"')))[0].message, /http or https URL|not a URL/);
   assert.match(errorsOf(parse(gw('ambit.io/node: "Node_2"')))[0].message, /not a node name/);
 });
+
+test('a waypoint Gateway for workload-addressed traffic is refused with the label named', () => {
+  const gw = (v: string) => `
+apiVersion: gateway.networking.k8s.io/v1
+kind: Gateway
+metadata: {name: waypoint, namespace: demo, labels: {istio.io/waypoint-for: ${v}}}
+spec: {gatewayClassName: istio-waypoint, listeners: [{name: mesh, port: 15008, protocol: HBONE}]}
+`;
+  assert.deepEqual(errorsOf(parse(gw('service'))), []);
+  assert.deepEqual(errorsOf(parse(gw('none'))), []);
+  for (const v of ['workload', 'all']) {
+    const e = errorsOf(parse(gw(v)));
+    assert.equal(e[0]?.path, 'metadata.labels.istio.io/waypoint-for');
+    assert.match(e[0].message, /not supported/);
+  }
+});
