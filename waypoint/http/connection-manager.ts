@@ -8,7 +8,7 @@ import http from 'node:http';
 import http2, { constants as h2c } from 'node:http2';
 import type { Duplex } from 'node:stream';
 import type { Logger } from '../../lib/telemetry/log';
-import { bufferStringWrites } from '../upstream/exchange';
+import { bufferStringWrites, resetHttp2Stream } from '../upstream/exchange';
 import { Http1Downstream, Http2Downstream, RawHttp1Downstream, reasonPhrase } from './downstream';
 import type { FilterChain, TunnelInfo } from './filter-chain';
 import type { HttpLimits } from './types';
@@ -156,7 +156,8 @@ export class ConnectionManager {
     });
     let count = 0;
     for (let i = 0; i < raw.length; i += 2) if (raw[i].charCodeAt(0) !== 0x3a) count++;
-    stream.setTimeout(this.limits.idleTimeoutMs, () => stream.close(h2c.NGHTTP2_CANCEL));
+    // A reset, not close(): a response stalled half-way must not reach the caller as a complete one.
+    stream.setTimeout(this.limits.idleTimeoutMs, () => resetHttp2Stream(stream, 'stream idle timeout'));
     const ds = new Http2Downstream(stream, headers, count, (flags & h2c.NGHTTP2_FLAG_END_STREAM) !== 0);
     this.chain.handle(ds, tunnel);
   }

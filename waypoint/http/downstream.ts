@@ -6,6 +6,7 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { constants as h2c, type IncomingHttpHeaders as H2Headers, type ServerHttp2Stream } from 'node:http2';
 import type { Duplex, Readable, Writable } from 'node:stream';
+import { resetHttp2Stream } from '../upstream/exchange';
 import { copyHeaders } from './headers';
 import type { HeaderMap } from './types';
 
@@ -22,6 +23,11 @@ export interface Downstream {
   /** Request target as received (origin form). */
   readonly rawPath: string;
   readonly authority: string;
+  /**
+   * The request names its authority more than once: two Host lines (node keeps the first and drops
+   * the rest), or an HTTP/2 Host that differs from :authority. RFC 9112 §3.2 / RFC 9113 §8.3.1: 400.
+   */
+  readonly ambiguousAuthority: boolean;
   /** A private copy: filters mutate it. */
   readonly headers: HeaderMap;
   readonly headerCount: number;
@@ -54,6 +60,13 @@ function countBody(h: HeaderMap): boolean {
   return h['content-length'] !== undefined ? h['content-length'] !== '0' : h['transfer-encoding'] !== undefined;
 }
 
+/** Host field lines as received: node's parsed headers keep only the first. */
+function hostLines(raw: readonly string[]): number {
+  let n = 0;
+  for (let i = 0; i < raw.length; i += 2) if (raw[i].length === 4 && raw[i].toLowerCase() === 'host') n++;
+  return n;
+}
+
 function flatten(h: HeaderMap): Record<string, string> {
   const out: Record<string, string> = {};
   for (const [k, v] of Object.entries(h)) out[k] = Array.isArray(v) ? v.join(', ') : v;
@@ -69,6 +82,7 @@ export class Http1Downstream implements Downstream {
   readonly method: string;
   readonly rawPath: string;
   readonly authority: string;
+  readonly ambiguousAuthority: boolean;
   readonly headers: HeaderMap;
   readonly headerCount: number;
   readonly body: Readable | null;
@@ -88,6 +102,7 @@ export class Http1Downstream implements Downstream {
     this.rawPath = req.url ?? '/';
     this.headers = copyHeaders(req.headers);
     this.authority = typeof this.headers.host === 'string' ? this.headers.host : '';
+    this.ambiguousAuthority = hostLines(req.rawHeaders) > 1;
     delete this.headers.host;
     this.headerCount = req.rawHeaders.length / 2;
     this.body = countBody(this.headers) ? req : null;
@@ -162,6 +177,7 @@ export class Http2Downstream implements Downstream {
   readonly method: string;
   readonly rawPath: string;
   readonly authority: string;
+  readonly ambiguousAuthority: boolean;
   readonly headers: HeaderMap;
   readonly headerCount: number;
   readonly body: Readable | null;
@@ -183,6 +199,7 @@ export class Http2Downstream implements Downstream {
     this.method = String(h[':method'] ?? 'GET');
     this.rawPath = String(h[':path'] ?? '/');
     this.authority = String(h[':authority'] ?? h.host ?? '');
+    this.ambiguousAuthority = h[':authority'] !== undefined && h.host !== undefined && String(h.host).toLowerCase() !== this.authority.toLowerCase();
     this.headers = copyHeaders(h);
     delete this.headers.host;
     this.headerCount = rawCount;
@@ -235,7 +252,8 @@ export class Http2Downstream implements Downstream {
 
   reset(): void {
     this.finished = true;
-    if (!this.stream.destroyed) this.stream.close(h2c.NGHTTP2_INTERNAL_ERROR);
+    // RST_STREAM without END_STREAM first, so the caller sees a broken response, not a short one.
+    resetHttp2Stream(this.stream, 'response abandoned');
   }
 
   sendContinue(): void {}
@@ -272,6 +290,7 @@ export class RawHttp1Downstream implements Downstream {
   readonly method: string;
   readonly rawPath: string;
   readonly authority: string;
+  readonly ambiguousAuthority: boolean;
   readonly headers: HeaderMap;
   readonly headerCount: number;
   readonly body: Readable | null = null;
@@ -292,6 +311,7 @@ export class RawHttp1Downstream implements Downstream {
     this.rawPath = req.url ?? '/';
     this.headers = copyHeaders(req.headers);
     this.authority = typeof this.headers.host === 'string' ? this.headers.host : '';
+    this.ambiguousAuthority = hostLines(req.rawHeaders) > 1;
     delete this.headers.host;
     this.headerCount = req.rawHeaders.length / 2;
     socket.once('close', () => {

@@ -15,7 +15,7 @@ import { decideFault } from './filters/fault';
 import { applyHeaderMutation, rewritePath } from './filters/header-mutation';
 import type { TokenBucket } from './filters/rate-limit';
 import { redirectLocation } from './filters/redirect';
-import { headerValue, isGrpcContentType, requestIdOf, sanitizeRequestHeaders, stripHopByHop } from './headers';
+import { headerValue, isGrpcContentType, requestIdOf, sanitizeRequestHeaders, stripHopByHop, validAuthority } from './headers';
 import { sendLocalReply } from './local-reply';
 import type { RouteMatch } from './route-table';
 import { ForwardedRequest, type RouterDeps } from './router';
@@ -120,6 +120,8 @@ export class FilterChain {
     if (!svc) return this.reply(ds, record, grpc, 404, 'no route: service not served by this waypoint', 'NR');
     if (ds.headerCount > d.limits.maxHeaderCount) return this.reply(ds, record, grpc, 431, 'too many request headers', 'DPE');
     if (ds.method === 'CONNECT') return this.reply(ds, record, grpc, 405, 'CONNECT is not proxied', 'DPE');
+    // Policy matches `hosts` on this string and the endpoint gets it as Host: both must read one unambiguous authority.
+    if (ds.ambiguousAuthority || !validAuthority(ds.authority)) return this.reply(ds, record, grpc, 400, 'bad request: invalid or repeated host', 'DPE');
 
     const isUpgrade = upgradeHead !== null;
     const upgradeToken = headerValue(ds.headers, 'upgrade')?.toLowerCase();
@@ -188,7 +190,15 @@ export class FilterChain {
     const fault = decideFault(match.fault, d.random);
     let faultFlag: ResponseFlag | undefined;
     if (fault?.delayMs !== undefined) {
-      await new Promise<void>((r) => setTimeout(r, fault.delayMs));
+      // Ends early if the caller goes away, so an abandoned request does not keep its timer (and
+      // everything its closure holds) alive for the whole injected delay.
+      await new Promise<void>((r) => {
+        const timer = setTimeout(r, fault.delayMs);
+        ds.onAbort(() => {
+          clearTimeout(timer);
+          r();
+        });
+      });
       if (ds.aborted) return;
       faultFlag = 'DI';
     }

@@ -13,6 +13,16 @@ const INTERNAL_EXACT = new Set(['forwarded']);
 
 const REQUEST_ID = /^[A-Za-z0-9._:-]{1,128}$/;
 
+// RFC 9110 §7.2 / RFC 3986 §3.2: Host and :authority are uri-host [":" port], with no userinfo,
+// path or whitespace. llhttp accepts any field value there ("evil\tx", "web@evil", "web/admin"),
+// and policy (hosts) would match one string while a backend that parses it would see another.
+const AUTHORITY = /^(?:\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9\-._~!$&'()*+,;=]+)(?::[0-9]*)?$/;
+
+/** A Host / :authority value the waypoint can route, authorize and forward unambiguously; empty is allowed (RFC 9110 §7.2). */
+export function validAuthority(a: string): boolean {
+  return a === '' || AUTHORITY.test(a);
+}
+
 function connectionTokens(v: string | string[] | undefined): string[] {
   if (v === undefined) return [];
   const s = Array.isArray(v) ? v.join(',') : v;

@@ -95,6 +95,13 @@ export class RequestBody {
       this.started = true;
       this.src.on('data', this.onData);
       this.src.once('end', this.onEnd);
+      // A body that ended before anyone listened never emits 'end' again: node does that for an
+      // HTTP/2 request whose END_STREAM came on an empty DATA frame (what node's and Go's clients
+      // send for an empty body). Waiting for it would leave the endpoint reading forever.
+      if (this.src.readableEnded) {
+        this.onEnd();
+        return true;
+      }
     }
     if (ok) this.src.resume();
     else this.waitFor(sink);

@@ -3,7 +3,11 @@
  * authorization, authentication, rate limits. Compilation either succeeds whole or throws a
  * ServiceConfigError naming the resource at fault, so a bad object never half-applies.
  */
+import type { DestinationRuleSpec, TrafficPolicy } from '../../lib/api/kinds/networking';
 import type { WaypointServiceConfig } from '../../lib/api/waypoint-config';
+import { createConnectionPoolLimits } from '../upstream/connection-pool-limits';
+import { createLoadBalancer } from '../upstream/load-balancer';
+import { createOutlierDetector } from '../upstream/outlier-detection';
 import { compileAuthn, type AuthnFilterOptions } from './filters/authn';
 import { compileAuthz, PolicyCompileError, type CompiledAuthz } from './filters/authz';
 import { annotationOf, parseRateLimit, RATE_LIMIT_ANNOTATION, type RateLimitSpec } from './filters/rate-limit';
@@ -62,6 +66,35 @@ function findBadRegex(cfg: WaypointServiceConfig): string | undefined {
   return undefined;
 }
 
+type PolicyParts = Pick<TrafficPolicy, 'loadBalancer' | 'connectionPool' | 'outlierDetection'>;
+
+/**
+ * Builds every traffic policy of the service's DestinationRules the way its clusters will. Clusters
+ * are updated only after the new config has been swapped in, so a policy that cannot be built (an
+ * unparsable duration, no host) must be refused here, naming the rule, or it would throw half-way
+ * through that update: NACKed, yet partly applied.
+ */
+function checkDestinationRules(cfg: WaypointServiceConfig): void {
+  for (const dr of cfg.destinationRules) {
+    const resource = `DestinationRule/${dr.namespace}/${dr.name}`;
+    try {
+      const spec = dr.spec as DestinationRuleSpec | null;
+      if (!spec || typeof spec.host !== 'string' || spec.host === '') throw new Error('host is missing');
+      for (const tp of [spec.trafficPolicy, ...(spec.subsets ?? []).map((s) => s.trafficPolicy)]) {
+        if (!tp) continue;
+        const parts: PolicyParts[] = [tp, ...(tp.portLevelSettings ?? [])];
+        for (const p of parts) {
+          createLoadBalancer(p.loadBalancer, []);
+          createOutlierDetector(p.outlierDetection, []);
+          createConnectionPoolLimits(p.connectionPool, { protocol: 'http1' });
+        }
+      }
+    } catch (e) {
+      throw new ServiceConfigError(resource, `${resource}: ${e instanceof Error ? e.message : String(e)}`);
+    }
+  }
+}
+
 export function fingerprintOf(cfg: WaypointServiceConfig): string {
   return JSON.stringify(cfg);
 }
@@ -74,6 +107,7 @@ export function compileService(name: string, cfg: WaypointServiceConfig, authnOp
     const resource = findBadRegex(cfg) ?? name;
     throw new ServiceConfigError(resource, `${resource}: ${e instanceof Error ? e.message : String(e)}`);
   }
+  checkDestinationRules(cfg);
   let authz: CompiledAuthz;
   try {
     authz = compileAuthz(cfg.authorizationPolicies);

@@ -192,9 +192,10 @@ export class Cluster {
     this.endpointsById = new Map(eps.map((e) => [e.id, e]));
     const json = JSON.stringify(policy);
     if (json !== this.policyJson) {
-      this.policyJson = json;
       this.lb = createLoadBalancer(policy.loadBalancer, eps, { random: this.random });
       this.outlier = createOutlierDetector(policy.outlierDetection, eps.map((e) => e.id), { now: this.now });
+      // Recorded only once the policy was built: one that threw must not pass for applied next time.
+      this.policyJson = json;
       this.limits = this.makeLimits(policy.connectionPool);
       this.http1.configure(this.http1Options(policy.connectionPool));
       this.http2.configure(this.http2Options(policy.connectionPool));
@@ -251,9 +252,14 @@ export class Cluster {
     return { name: this.name, endpoints: this.size, ...this.counters, ejected: this.outlier.ejected() };
   }
 
-  close(): void {
+  /** Dropped from the manager: stops its timer; pools were emptied by update() and drain on their own. */
+  retire(): void {
     if (this.tickTimer) clearInterval(this.tickTimer);
     this.tickTimer = null;
+  }
+
+  close(): void {
+    this.retire();
     this.http1.close();
     this.http2.close();
   }
@@ -278,7 +284,17 @@ export class ClusterManager {
   update(mesh: Snapshot, drs: DestinationRuleIndex): void {
     this.mesh = mesh;
     this.drs = drs;
-    for (const c of this.clusters.values()) c.update(mesh, drs.find(c.key.hostname));
+    for (const [name, c] of this.clusters) {
+      c.update(mesh, drs.find(c.key.hostname));
+      // The service is gone: forget its cluster (and its outlier timer), or every service that ever
+      // existed would stay in memory. update() above already emptied it, so its pools only finish
+      // what is in flight; a request still holding it completes, and get() builds a fresh one if
+      // the service comes back.
+      if (!mesh.servicesByHost.has(c.key.hostname)) {
+        c.retire();
+        this.clusters.delete(name);
+      }
+    }
   }
 
   get(key: ClusterKey): Cluster {

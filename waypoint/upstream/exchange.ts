@@ -1,4 +1,5 @@
 import net from 'node:net';
+import type { Http2Stream } from 'node:http2';
 import type { Duplex, Readable, Writable } from 'node:stream';
 import type { HeaderMap } from '../http/types';
 
@@ -112,3 +113,13 @@ export function bufferStringWrites(stream: Duplex): void {
   }
 }
 
+
+/**
+ * Abandons an HTTP/2 stream with RST_STREAM. Http2Stream.close(code) is not that: it first ends the
+ * writable side, so END_STREAM goes out before the RST_STREAM and the peer takes a truncated body
+ * (a response cut by a failing endpoint, an upload cut by a departing caller) for a complete one.
+ * destroy(err) resets at once (code INTERNAL_ERROR); the stream's own 'error' listener absorbs err.
+ */
+export function resetHttp2Stream(stream: Http2Stream, reason: string): void {
+  if (!stream.destroyed) stream.destroy(new Error(reason));
+}

@@ -117,11 +117,10 @@ export function createOutlierDetector(
     intervalMs,
     onResult(id, result) {
       if (!enabled) return;
-      let h = hosts.get(id);
-      if (h === undefined) {
-        h = fresh();
-        hosts.set(id, h);
-      }
+      const h = hosts.get(id);
+      // A result from a request that was in flight when its endpoint left the cluster: recreating
+      // the endpoint here would keep it (and skew maxEjectionPercent) until the next endpoint change.
+      if (h === undefined) return;
       expire(h, now());
       // Results of requests that were in flight when the host got ejected say nothing new.
       if (h.ejectedUntil !== null) return;

@@ -122,6 +122,14 @@ export class Http1Pool {
         settled = true;
         reject(e instanceof UpstreamError ? e : new UpstreamError('Reset', `upstream reset: ${e.message}`, req.reusedSocket));
       });
+      // node can end a request with neither 'response' nor 'error': an unsolicited 101 (node takes it
+      // as an upgrade nobody asked for and destroys the socket). Without this the attempt, and the
+      // pool slot, balancer count and retry-budget share it holds, would wait forever.
+      req.once('close', () => {
+        if (settled) return;
+        settled = true;
+        reject(new UpstreamError('Reset', 'upstream closed the connection without a usable response'));
+      });
     });
     // An error after the response started surfaces on the response body; this listener only keeps it from crashing the process.
     req.on('error', () => {});

@@ -6,7 +6,7 @@
 import http2, { constants as h2c } from 'node:http2';
 import type { HeaderMap } from '../http/types';
 import type { UpstreamConnector, UpstreamTarget } from './connector';
-import { connectError, UpstreamError, type UpstreamExchange, type UpstreamRequestHead, type UpstreamResponse } from './exchange';
+import { connectError, resetHttp2Stream, UpstreamError, type UpstreamExchange, type UpstreamRequestHead, type UpstreamResponse } from './exchange';
 
 export interface Http2PoolOptions {
   connectTimeoutMs: number;
@@ -137,9 +137,8 @@ export class Http2Pool {
     return {
       requestBody: stream,
       response,
-      abort: () => {
-        if (!stream.destroyed) stream.close(h2c.NGHTTP2_CANCEL);
-      },
+      // A reset, never a graceful close: the endpoint must not see a half-sent request body as complete.
+      abort: () => resetHttp2Stream(stream, 'upstream attempt abandoned'),
     };
   }
 
