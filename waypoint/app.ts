@@ -157,7 +157,8 @@ export class Waypoint {
       onUpdate: (u) => {
         const next = this.state.prepare(u);
         const errors = this.engine.update(next.view.mesh, next.view.services);
-        next.commit();
+        // What the engine refused keeps serving its last good version: the state shows the same.
+        next.commit(new Set(errors.map((e) => e.resource)));
         if (errors.length > 0) {
           this.lastConfigError = errors.map((e) => `${e.resource}: ${e.message}`).join('; ');
           this.log.warn({ errors }, 'refused part of a configuration update; those services keep their last good configuration');
@@ -189,7 +190,20 @@ export class Waypoint {
       return;
     }
     stream.respond({ ':status': 200 });
-    this.engine.handleTunnel(stream, { authority: ctx.authority, peerIdentity: ctx.peerIdentity, sourceAddress: forwardedFor(ctx.headers.forwarded) ?? ctx.remoteAddress });
+    this.engine.handleTunnel(stream, { authority: ctx.authority, peerIdentity: ctx.peerIdentity, sourceAddress: this.sourceAddress(ctx) });
+  }
+
+  /**
+   * The caller's address for policy (ipBlocks) and x-forwarded-for. A ztunnel dials HBONE
+   * from inside the source pod, so the connection's address is the pod's; the `forwarded`
+   * header is believed only when it names a workload whose identity is the peer's own, so
+   * a peer cannot claim another workload's address.
+   */
+  private sourceAddress(ctx: HboneTunnel): string {
+    const claimed = forwardedFor(ctx.headers.forwarded);
+    if (!claimed || claimed === ctx.remoteAddress) return ctx.remoteAddress;
+    const w = this.state.view.mesh.workloadsByIp.get(claimed);
+    return w && w.identity === ctx.peerIdentity ? claimed : ctx.remoteAddress;
   }
 
   private serves(authority: string): boolean {

@@ -71,6 +71,18 @@ export const objectMeta = z.strictObject({
 
 export type ObjectMeta = z.infer<typeof objectMeta>;
 
+/**
+ * An HTTP field value the proxy will send (RFC 9110 5.5): visible characters, spaces and tabs;
+ * CR, LF, NUL or other controls would be refused by the HTTP stack on every request (or, worse,
+ * split a header), so they are refused here.
+ */
+// eslint-disable-next-line no-control-regex
+const FIELD_VALUE_BAD = /[\u0000-\u0008\u000a-\u001f\u007f]/;
+export const httpFieldValue = z
+  .string({ error: 'must be a string' })
+  .max(4096, 'must be at most 4096 characters')
+  .refine((v) => !FIELD_VALUE_BAD.test(v), 'must not contain control characters (CR, LF, NUL, ...)');
+
 export const ipv4 = z.ipv4({ error: 'must be an IPv4 address' });
 export const ipAddress = z.union([z.ipv4(), z.ipv6()], { error: 'must be an IPv4 or IPv6 address' });
 export const port = z.number({ error: 'must be a number' }).int('must be an integer').min(1, 'must be between 1 and 65535').max(65535, 'must be between 1 and 65535');

@@ -1352,3 +1352,20 @@ spec: {gatewayClassName: istio-waypoint, listeners: [{name: mesh, port: 15008, p
     assert.match(e[0].message, /not supported/);
   }
 });
+
+test('header values a proxy would send are refused when they hold control characters', () => {
+  const route = (value: string) => ({
+    apiVersion: 'gateway.networking.k8s.io/v1', kind: 'HTTPRoute', metadata: { name: 'r', namespace: 'demo' },
+    spec: { parentRefs: [{ group: '', kind: 'Service', name: 'web' }], rules: [{ filters: [{ type: 'RequestHeaderModifier', requestHeaderModifier: { set: [{ name: 'x-a', value }] } }], backendRefs: [{ name: 'web', port: 80 }] }] },
+  });
+  assert.deepEqual(errorsOf(route('plain value\twith tab')), []);
+  const e = errorsOf(route('a\r\nx-injected: 1'));
+  assert.equal(e[0]?.path, 'spec.rules[0].filters[0].requestHeaderModifier.set[0].value');
+  assert.match(e[0].message, /control characters/);
+  const vs = (value: string) => ({
+    apiVersion: 'networking.istio.io/v1', kind: 'VirtualService', metadata: { name: 'v', namespace: 'demo' },
+    spec: { hosts: ['web'], http: [{ headers: { request: { set: { 'x-a': value } } }, route: [{ destination: { host: 'web' } }] }] },
+  });
+  assert.deepEqual(errorsOf(vs('ok')), []);
+  assert.match(errorsOf(vs('bad\u0000'))[0].message, /control characters/);
+});

@@ -26,7 +26,7 @@ export class WaypointState {
   }
 
   /** The view an update would produce; throws (naming the resource) if it cannot be used. */
-  prepare(u: DeltaUpdate): { view: WaypointView; commit: () => void } {
+  prepare(u: DeltaUpdate): { view: WaypointView; commit: (refused?: ReadonlySet<string>) => void } {
     const w = new Map(this.workloads);
     const s = new Map(this.svcs);
     const c = new Map(this.configs);
@@ -44,11 +44,17 @@ export class WaypointState {
     const view: WaypointView = { mesh: new Snapshot(w, s, new Map()), services: c };
     return {
       view,
-      commit: () => {
+      /** `refused`: service configs the engine would not take; they keep their previous version (or stay absent). */
+      commit: (refused = new Set<string>()) => {
+        for (const name of refused) {
+          const prev = this.configs.get(name);
+          if (prev) c.set(name, prev);
+          else c.delete(name);
+        }
         this.workloads = w;
         this.svcs = s;
         this.configs = c;
-        this.current = view;
+        this.current = { mesh: view.mesh, services: c };
         this.synced = true;
       },
     };

@@ -1,5 +1,5 @@
 import { z } from 'zod';
-import { dnsLabel, dnsSubdomain, expected, ipAddress, labelMap, oneOf, parseDurationMs, port, refused, regexError } from '../meta';
+import { dnsLabel, dnsSubdomain, expected, httpFieldValue, ipAddress, labelMap, oneOf, parseDurationMs, port, refused, regexError } from '../meta';
 import { WAYPOINT_GATEWAY_CLASS } from '../resource';
 import type { KindDef } from './types';
 
@@ -63,7 +63,7 @@ function valueMatch(nameSchema: typeof headerName) {
       {
         type: oneOf(['Exact', 'RegularExpression']).default('Exact'),
         name: nameSchema,
-        value: str().min(1, 'must not be empty').max(4096, 'must be at most 4096 characters'),
+        value: httpFieldValue.refine((v) => v.length > 0, 'must not be empty'),
       },
       expected('a mapping with name and value'),
     )
@@ -108,7 +108,7 @@ export type HTTPRouteMatch = z.infer<typeof httpRouteMatch>;
 const httpHeader = z.strictObject(
   {
     name: headerName,
-    value: str().min(1, 'must not be empty').max(4096, 'must be at most 4096 characters'),
+    value: httpFieldValue.refine((v) => v.length > 0, 'must not be empty'),
   },
   expected('a mapping with name and value'),
 );

@@ -1,5 +1,5 @@
 import { z } from 'zod';
-import { dnsLabel, dnsSubdomain, duration, expected, ipAddress, labelMap, oneOf, parseDurationMs, port, refused, regexError } from '../meta';
+import { dnsLabel, dnsSubdomain, duration, expected, httpFieldValue, ipAddress, labelMap, oneOf, parseDurationMs, port, refused, regexError } from '../meta';
 import type { KindDef } from './types';
 
 const API_VERSIONS = ['networking.istio.io/v1', 'networking.istio.io/v1beta1', 'networking.istio.io/v1alpha3'];
@@ -243,8 +243,8 @@ function namedMap<T extends z.ZodType>(value: T, what: string, nameRe: RegExp, n
 
 const headerOperations = z.strictObject(
   {
-    set: namedMap(str(), 'header name', ISTIO_HEADER_RE, HEADER_NAME_MSG).optional(),
-    add: namedMap(str(), 'header name', ISTIO_HEADER_RE, HEADER_NAME_MSG).optional(),
+    set: namedMap(httpFieldValue, 'header name', ISTIO_HEADER_RE, HEADER_NAME_MSG).optional(),
+    add: namedMap(httpFieldValue, 'header name', ISTIO_HEADER_RE, HEADER_NAME_MSG).optional(),
     remove: list(str().regex(ISTIO_HEADER_RE, HEADER_NAME_MSG)).optional(),
   },
   expected('a mapping with set, add or remove'),
