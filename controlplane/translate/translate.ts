@@ -59,6 +59,18 @@ function entry(prev: Map<string, Entry> | undefined, name: string, type: string,
   return { name, type, version, body, key };
 }
 
+/**
+ * The application protocol of a service port, as Istio reads it: `appProtocol`, else the port
+ * name's prefix (`http-web`, `grpc`, `http2-api`). The waypoint speaks HTTP/1.1 upstream for
+ * "http" and HTTP/2 for "http2"/"grpc"/"h2c"; unknown means "as the caller spoke".
+ */
+export function appProtocolOf(p: { name?: string; appProtocol?: string }): 'http' | 'http2' | '' {
+  const v = (p.appProtocol ?? p.name?.split('-')[0] ?? '').toLowerCase();
+  if (v === 'http2' || v === 'grpc' || v === 'h2c' || v === 'kubernetes.io/h2c') return 'http2';
+  if (v === 'http' || v === 'http1' || v === 'grpc-web' || v === 'kubernetes.io/ws') return 'http';
+  return '';
+}
+
 function spec<T>(r: Resource): T {
   return (r.spec ?? {}) as T;
 }
@@ -141,13 +153,16 @@ export function translate(model: Model, opts: TranslateOptions, previous?: MeshS
   const bound = new Map<string, Array<{ svc: Resource; hostname: string; vips: string[]; ports: Port[] }>>();
   const svcOfWorkload = new Map<W, Record<string, { ports: Port[] }>>();
   for (const svc of model.services) {
-    const s = spec<{ selector?: Record<string, string>; clusterIP?: string; ports: Array<{ port: number; targetPort?: number | string; protocol?: string }> }>(svc);
+    const s = spec<{ selector?: Record<string, string>; clusterIP?: string; ports: Array<{ name?: string; appProtocol?: string; port: number; targetPort?: number | string; protocol?: string }> }>(svc);
     const ns = svc.metadata.namespace!;
     const hostname = `${svc.metadata.name}.${ns}.svc.${opts.clusterDomain}`;
     const headless = s.clusterIP === 'None';
     const vips = s.clusterIP && !headless ? [s.clusterIP] : [];
     // A named targetPort refers to a container port the mesh does not know; the service port stands in.
-    const ports: Port[] = s.ports.filter((p) => (p.protocol ?? 'TCP') === 'TCP').map((p) => ({ servicePort: p.port, targetPort: typeof p.targetPort === 'number' ? p.targetPort : p.port }));
+    const ports: Port[] = s.ports.filter((p) => (p.protocol ?? 'TCP') === 'TCP').map((p) => {
+      const appProtocol = appProtocolOf(p);
+      return { servicePort: p.port, targetPort: typeof p.targetPort === 'number' ? p.targetPort : p.port, ...(appProtocol ? { appProtocol } : {}) };
+    });
     const wpRef = useWaypoint(svc.metadata.labels, ns) ?? (useWaypoint(nsLabels.get(ns), ns) || undefined);
     const svcWp = useWaypoint(svc.metadata.labels, ns) === null ? undefined : wpRef && waypointFor(wpRef) !== 'workload' && waypointFor(wpRef) !== 'none' ? wpRef : undefined;
     const wp = svcWp ? waypointAddress(svcWp) : undefined;

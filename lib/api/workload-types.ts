@@ -5,7 +5,12 @@ export enum Scope { GLOBAL = 0, NAMESPACE = 1, WORKLOAD_SELECTOR = 2 }
 export enum Action { ALLOW = 0, DENY = 1, AUDIT = 2 }
 
 export interface GatewayAddress { namespace: string; name: string; hostname: string; addresses: Uint8Array[]; hbonePort: number }
-export interface Port { servicePort: number; targetPort: number }
+export interface Port {
+  servicePort: number;
+  targetPort: number;
+  /** 'http' (HTTP/1.1), 'http2' (HTTP/2, gRPC, h2c) or '' / absent (unknown: follow the caller), from the port's appProtocol or name. */
+  appProtocol?: string;
+}
 export interface WorkloadMsg {
   uid: string;
   name: string;

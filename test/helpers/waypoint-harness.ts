@@ -220,6 +220,8 @@ export interface ServiceDef {
   namespace?: string;
   vip: string;
   ports: number[];
+  /** A port's declared application protocol ('http' | 'http2'), as translate derives it from appProtocol or the port name. */
+  appProtocols?: Record<number, string>;
 }
 
 export function hostOf(name: string, ns = NS): string {
@@ -259,7 +261,7 @@ export function buildSnapshot(services: ServiceDef[], workloads: WorkloadDef[]):
       namespace: ns,
       hostname: hostOf(s.name, ns),
       vips: [ipToBytes(s.vip)],
-      ports: s.ports.map((p) => ({ servicePort: p, targetPort: p })),
+      ports: s.ports.map((p) => ({ servicePort: p, targetPort: p, ...(s.appProtocols?.[p] ? { appProtocol: s.appProtocols[p] } : {}) })),
       headless: false,
     });
   }

@@ -37,7 +37,7 @@ test('discovery push: initial state, one incremental update per apply, NACK keep
     assert.equal(bytesToIp(cart1.addresses[0]), '10.244.1.5');
     assert.equal(cart1.serviceAccount, 'default');
     assert.deepEqual(Object.keys(cart1.services), ['shop/cart.shop.svc.cluster.local']);
-    assert.deepEqual(cart1.services['shop/cart.shop.svc.cluster.local'].ports, [{ servicePort: 80, targetPort: 8080 }]);
+    assert.deepEqual(cart1.services['shop/cart.shop.svc.cluster.local'].ports, [{ servicePort: 80, targetPort: 8080, appProtocol: '' }]);
     await waitFor('ack of the initial state', () => x1.versions.size === 4);
 
     // One apply changing one workload: exactly one update, holding only that workload.

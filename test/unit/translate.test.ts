@@ -50,7 +50,7 @@ test('translate: services select workloads in their namespace and map ports', ()
   });
   const s = translate(m, DEFAULT_TRANSLATE_OPTIONS);
   const web1 = decode<WorkloadMsg>(s.workloads, 'wl/a/web-1');
-  assert.deepEqual(web1.services, { 'a/web.a.svc.cluster.local': { ports: [{ servicePort: 80, targetPort: 8080 }] } });
+  assert.deepEqual(web1.services, { 'a/web.a.svc.cluster.local': { ports: [{ servicePort: 80, targetPort: 8080, appProtocol: '' }] } });
   assert.deepEqual(decode<WorkloadMsg>(s.workloads, 'wl/b/web-other-ns').services, {});
   assert.deepEqual(decode<WorkloadMsg>(s.workloads, 'wl/a/db').services, {});
   const service = decode<ServiceMsg>(s.services, 'svc/a/web');

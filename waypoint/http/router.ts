@@ -129,7 +129,8 @@ export class ForwardedRequest {
     const tried = new Set<string>();
     let retries = 0;
     let transparentRetryUsed = false;
-    const protocol = this.ds.protocol;
+    // The backend port's declared protocol wins (an HTTP/2 caller to an HTTP/1.1-only app works); else the caller's.
+    const protocol = cluster.upstreamProtocol ?? this.ds.protocol;
     for (;;) {
       if (this.done) return;
       const ep = cluster.pick({ headers: this.head.headers, sourceIp: this.req.sourceIp }, tried);
@@ -238,7 +239,7 @@ export class ForwardedRequest {
     let exchange: UpstreamExchange | null = null;
     try {
       const head = { ...this.head, headers: { ...this.head.headers } };
-      if (this.ds.protocol === 'http2') {
+      if ((cluster.upstreamProtocol ?? this.ds.protocol) === 'http2') {
         const pending = cluster.http2.request(ep.id, ep.target, head);
         if (perTry !== undefined) this.armTryTimer(perTry);
         exchange = await pending;
@@ -417,7 +418,7 @@ export class ForwardedRequest {
       // Envoy marks shadow traffic by suffixing the host, so the mirror's logs can tell it apart.
       const head: UpstreamRequestHead = { ...this.head, headers: { ...this.head.headers }, authority: `${this.head.authority.replace(/:\d+$/, '')}-shadow`, hasBody: body.length > 0 };
       if (head.hasBody) head.headers['content-length'] = String(body.length);
-      const ex = this.ds.protocol === 'http2' ? await cluster.http2.request(ep.id, ep.target, head) : cluster.http1.request(ep.id, ep.target, head);
+      const ex = (cluster.upstreamProtocol ?? this.ds.protocol) === 'http2' ? await cluster.http2.request(ep.id, ep.target, head) : cluster.http1.request(ep.id, ep.target, head);
       if (head.hasBody) ex.requestBody.end(body);
       const timer = setTimeout(() => ex.abort(), 30_000);
       try {

@@ -135,6 +135,8 @@ export class Cluster {
   readonly http2: Http2Pool;
   /** The subset is not defined by any DestinationRule: Envoy has no such cluster (503 NC). */
   undefinedSubset = false;
+  /** The backend port's application protocol, when the Service declares one: it decides the upstream protocol. */
+  upstreamProtocol: 'http1' | 'http2' | undefined;
   readonly counters = { requests: 0, retries: 0, retriesSuppressed: 0, overflows: 0, connectFailures: 0 };
 
   constructor(
@@ -182,6 +184,8 @@ export class Cluster {
     this.undefinedSubset = subsetLabels === null;
     const eps: ClusterEndpoint[] = [];
     const svc = mesh.servicesByHost.get(this.key.hostname);
+    const app = svc?.msg.ports.find((p) => p.servicePort === this.key.port)?.appProtocol;
+    this.upstreamProtocol = app === 'http' ? 'http1' : app === 'http2' ? 'http2' : undefined;
     for (const e of svc?.endpoints ?? []) {
       if (subsetLabels === null || !labelsMatch(workloadLabels(e.workload), subsetLabels)) continue;
       const address = e.workload.ips[0];

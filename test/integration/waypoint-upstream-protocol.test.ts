@@ -1,0 +1,58 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import http2 from 'node:http2';
+import { appProtocolOf } from '../../controlplane/translate/translate';
+import { buildSnapshot, h1Request, h2Request, hostOf, serviceConfig, startBackend, startHarness, type ServiceDef } from '../helpers/waypoint-harness';
+
+test('appProtocol and port names map to the upstream protocol as Istio reads them', () => {
+  assert.equal(appProtocolOf({ name: 'http' }), 'http');
+  assert.equal(appProtocolOf({ name: 'http-web' }), 'http');
+  assert.equal(appProtocolOf({ name: 'grpc-api' }), 'http2');
+  assert.equal(appProtocolOf({ name: 'http2' }), 'http2');
+  assert.equal(appProtocolOf({ name: 'web', appProtocol: 'kubernetes.io/h2c' }), 'http2');
+  assert.equal(appProtocolOf({ name: 'http', appProtocol: 'grpc' }), 'http2', 'appProtocol wins over the name');
+  assert.equal(appProtocolOf({ name: 'metrics' }), '');
+  assert.equal(appProtocolOf({}), '');
+});
+
+test('the upstream speaks the backend port\'s declared protocol, else the caller\'s', async () => {
+  const h = await startHarness();
+  const seen: string[] = [];
+  const backend = await startBackend('app-1', (req, res) => {
+    seen.push(req.httpVersion);
+    res.setHeader('x-upstream-version', req.httpVersion);
+    res.end('ok');
+  });
+  try {
+    const svc: ServiceDef = { name: 'app', vip: '10.96.9.1', ports: [80, 81, 82], appProtocols: { 80: 'http', 81: 'http2' } };
+    const ports = [80, 81, 82].map((p) => ({ servicePort: p, targetPort: 80 }));
+    const mesh = buildSnapshot([svc], [{ name: 'app-1', ip: '10.0.9.1', services: { [hostOf('app')]: ports } }]);
+    assert.deepEqual(h.engine.update(mesh, new Map([['l7/shop/app', serviceConfig(svc)]])), []);
+    h.connector.ports.set('app-1', backend.port);
+    const via = async (port: number, caller: 'h1' | 'h2'): Promise<string> => {
+      const t = await h.tunnel({ authority: `10.96.9.1:${port}` });
+      if (caller === 'h1') {
+        const r = await h1Request(t, { path: '/' });
+        assert.equal(r.status, 200);
+        return String(r.headers['x-upstream-version']);
+      }
+      const s = http2.connect(`http://127.0.0.1:${t}`);
+      try {
+        const r = await h2Request(s, { ':path': '/', ':authority': 'app' });
+        assert.equal(r.status, 200);
+        return String(r.headers['x-upstream-version']);
+      } finally {
+        s.close();
+      }
+    };
+    assert.equal(await via(80, 'h2'), '1.1', 'an HTTP/2 caller reaches an "http" port over HTTP/1.1');
+    assert.equal(await via(80, 'h1'), '1.1');
+    assert.equal(await via(81, 'h1'), '2.0', 'an HTTP/1.1 caller reaches an "http2" port over HTTP/2');
+    assert.equal(await via(81, 'h2'), '2.0');
+    assert.equal(await via(82, 'h1'), '1.1', 'an undeclared port follows the caller');
+    assert.equal(await via(82, 'h2'), '2.0');
+  } finally {
+    await h.close();
+    await backend.close();
+  }
+});
