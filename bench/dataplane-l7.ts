@@ -20,18 +20,20 @@
 // grows for the waypoint namespace only. Runs of the three modes rotate (ABC, BCA, CAB, ...);
 // every figure is the median over --repeats runs. Each measured window waits for the machine to go
 // quiet first; a window where processes outside the cluster used more than --idle-threshold cores
-// is retried (--retries) and otherwise marked "disturbed".
-import { ChildProcess, spawnSync } from 'node:child_process';
+// is retried (--retries) and otherwise marked "disturbed". --cpu-prof DIR writes V8 profiles of the
+// ztunnels and the waypoint; --perf DIR runs Linux perf on the waypoint (all threads, native, kernel).
+import { ChildProcess, spawn, spawnSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { clusterPaths, httpGet, podGet, podList, podRun, status, up, waypointPodName, withAdmin, ZTUNNEL_METRICS_PORT } from '../deploy/local';
 import type { PodInfo } from '../deploy/local';
+import { NODE_ANNOTATION } from '../lib/api/annotations';
 import { LABEL_DATAPLANE_MODE, LABEL_USE_WAYPOINT, Resource, WAYPOINT_GATEWAY_CLASS } from '../lib/api/resource';
 import { AMBIT_BIN, loadAverage, machine, metric, mib, parseFlags, procSample, round, runBench, sleep } from './common';
 import {
-  Attempt, CpuWatch, fmtNodes, inPod, log, Marks, measured as measuredIn, median, podSysctls, profileTop, ProfileSummary, registerClusterTeardown,
+  Attempt, children, CpuWatch, fmtNodes, inPod, log, Marks, measured as measuredIn, median, podSysctls, profileTop, ProfileSummary, registerClusterTeardown, requireTools,
 } from './dataplane-common';
 
 const USAGE = `usage: node dist/bench/dataplane-l7.js [flags]
@@ -54,6 +56,8 @@ const F = parseFlags(
     timeout: 900,
     json: '',
     cpuProf: '',
+    /** DIR: Linux perf on the waypoint process over each waypoint-mode measured window (native and kernel time, syscalls per request). */
+    perf: '',
     logLevel: 'info',
   },
   USAGE,
@@ -68,8 +72,6 @@ const GATEWAY = 'waypoint';
 const WAYPOINT_POD = waypointPodName(GATEWAY);
 const WAYPOINT_METRICS = 'http://127.0.0.1:15020/metrics';
 const INSPECTOR_PORT = 9229;
-/** The annotation on a Gateway that pins the local cluster's waypoint pod to a host (deploy/local/waypoints.ts). */
-const NODE_ANNOTATION = 'ambit.io/node';
 const PORT = 8080;
 
 const t0 = Date.now();
@@ -131,6 +133,34 @@ function cpuNow(): Record<string, number> {
   return Object.fromEntries(proxies().map((p) => [p.key, procSample(p.pid).cpuSeconds]));
 }
 
+/**
+ * CPU seconds of each thread of a process, user and system apart, by thread: "main" (tid = pid:
+ * the event loop, all JS) and the others by name (V8's GC and compiler helpers, libuv's pool,
+ * the inspector). A V8 CPU profile sees only the main thread, so this says how much it covers.
+ */
+function threadCpu(pid: number): Record<string, { user: number; system: number }> {
+  const out: Record<string, { user: number; system: number }> = {};
+  for (const tid of fs.readdirSync(`/proc/${pid}/task`)) {
+    let st: string;
+    try {
+      st = fs.readFileSync(`/proc/${pid}/task/${tid}/stat`, 'utf8');
+    } catch {
+      continue; // thread ended
+    }
+    const comm = st.slice(st.indexOf('(') + 1, st.lastIndexOf(')'));
+    const f = st.slice(st.lastIndexOf(')') + 2).split(' ');
+    const k = Number(tid) === pid ? 'main' : comm.replace(/\d+$/, '').trim() || 'thread';
+    const t = (out[k] ??= { user: 0, system: 0 });
+    t.user += Number(f[11]) / 100;
+    t.system += Number(f[12]) / 100;
+  }
+  return out;
+}
+
+function threadCpuDelta(a: Record<string, { user: number; system: number }>, b: Record<string, { user: number; system: number }>): Record<string, { user: number; system: number }> {
+  return Object.fromEntries(Object.entries(b).map(([k, v]) => [k, { user: round(v.user - (a[k]?.user ?? 0), 2), system: round(v.system - (a[k]?.system ?? 0), 2) }]));
+}
+
 async function metricsOf(p: Proxy): Promise<string> {
   const url = p.key === 'waypoint' ? WAYPOINT_METRICS : `http://127.0.0.1:${ZTUNNEL_METRICS_PORT}/metrics`;
   const r = await httpGet(p.netns, url, 10_000);
@@ -182,12 +212,17 @@ interface LoadResult {
 interface LatencyRun extends LoadResult {
   cpuS: Record<string, number>;
   cpuSPer1000Req: Record<string, number>;
+  /** The waypoint's CPU-s over the window per thread (main = the event loop), user and system. */
+  waypointThreadsCpuS: Record<string, { user: number; system: number }>;
 }
 
-async function loadRun(mode: Mode, rate: number, seconds: number, warmup: number, w?: Marks): Promise<LatencyRun> {
+async function loadRun(mode: Mode, rate: number, seconds: number, warmup: number, w?: Marks, perfOut?: string): Promise<LatencyRun> {
   const t = targets[mode];
+  let stopPerf: (() => Promise<void>) | undefined;
   let c0: Record<string, number> | undefined;
   let c1: Record<string, number> | undefined;
+  let th0: ReturnType<typeof threadCpu> = {};
+  let th1: ReturnType<typeof threadCpu> = {};
   const r = await inPod(
     t.client,
     [process.execPath, POD_TOOL, 'load', '--host', t.host, '--port', String(PORT), '--rate', String(rate), '--duration', String(seconds), '--warmup', String(warmup), '--conns', String(F.conns), '--size', String(F.size)],
@@ -195,13 +230,18 @@ async function loadRun(mode: Mode, rate: number, seconds: number, warmup: number
     (line) => {
       if (line === 'MEASURE_START') {
         c0 = cpuNow();
+        th0 = threadCpu(waypoint.pid);
+        if (perfOut) stopPerf = startPerf(waypoint.pid, perfOut);
         w?.start();
       } else if (line === 'MEASURE_END') {
         w?.stop();
         c1 = cpuNow();
+        th1 = threadCpu(waypoint.pid);
+        void stopPerf?.();
       }
     },
   );
+  await stopPerf?.();
   const last = r.stdout.trim().split('\n').pop() ?? '';
   let res: LoadResult;
   try {
@@ -211,10 +251,12 @@ async function loadRun(mode: Mode, rate: number, seconds: number, warmup: number
   }
   if (!c0 || !c1) throw new Error(`load generator (${mode}) did not mark its measured window`);
   const cpu = Object.fromEntries(Object.keys(c1).map((k) => [k, round(c1![k] - c0![k], 2)]));
+  if (perfOut) perfRuns.push({ run: path.basename(perfOut), ...perfSummary(perfOut, res.completed) });
   return {
     ...res,
     cpuS: cpu,
     cpuSPer1000Req: Object.fromEntries(Object.entries(cpu).map(([k, v]) => [k, round((v / Math.max(1, res.completed)) * 1000, 3)])),
+    waypointThreadsCpuS: threadCpuDelta(th0, th1),
   };
 }
 
@@ -262,6 +304,76 @@ async function checkPath(mode: Mode): Promise<Record<string, unknown>> {
   if (problems.length) throw new Error(`path check of ${mode} failed: ${problems.join('; ')}`);
   log(`${mode}: path checked: ${sent} requests; ${Object.entries(d).filter(([, v]) => v !== 0).map(([k, v]) => `${k} +${v}`).join(', ') || 'no ztunnel or waypoint counter moved'}`);
   return { requestsSent: sent, counterDeltas: d };
+}
+
+// ---------------------------------------------------------------------------------------
+// --perf DIR: Linux perf on the waypoint over each waypoint-mode measured window. A V8 profile
+// sees only the main thread's JS and the native code JS calls; perf sees everything the process
+// costs: kernel (socket I/O, epoll, wake-ups), OpenSSL, nghttp2, llhttp, V8 and its GC, libc.
+// JIT-compiled JS shows as [JIT] (the pod's node has no --perf-basic-prof).
+
+const PERF_EVENTS = [
+  'task-clock', 'context-switches', 'syscalls:sys_enter_read', 'syscalls:sys_enter_write', 'syscalls:sys_enter_writev',
+  'syscalls:sys_enter_epoll_pwait', 'syscalls:sys_enter_epoll_ctl', 'syscalls:sys_enter_futex',
+];
+const perfRuns: Array<Record<string, unknown>> = [];
+
+function startPerf(pid: number, out: string): () => Promise<void> {
+  const opts = { stdio: ['ignore', 'ignore', 'pipe'] as Array<'ignore' | 'pipe'> };
+  const rec = spawn('perf', ['record', '-q', '-e', 'cpu-clock', '-F', '997', '-g', '-p', String(pid), '-o', `${out}.data`], opts);
+  const stat = spawn('perf', ['stat', '-x', ',', '-e', PERF_EVENTS.join(','), '-p', String(pid), '-o', `${out}.stat.csv`], opts);
+  const all = [rec, stat];
+  for (const c of all) children.add(c);
+  const closed = all.map((c) => new Promise<void>((r) => c.on('close', () => {
+    children.delete(c);
+    r();
+  })));
+  return async () => {
+    for (const c of all) c.kill('SIGINT');
+    await Promise.all(closed);
+  };
+}
+
+/** Share of the samples by where they ran, the top symbols, and the perf stat counts per request. */
+function perfSummary(out: string, requests: number): Record<string, unknown> {
+  const report = (sort: string) => spawnSync('perf', ['report', '-i', `${out}.data`, '--no-children', '--sort', sort, '--stdio', '-g', 'none'], { encoding: 'utf8', maxBuffer: 64 << 20 }).stdout ?? '';
+  const rows = (text: string) => text.split('\n').map((l) => /^\s*([\d.]+)%\s+(.*\S)\s*$/.exec(l)).filter((m): m is RegExpExecArray => m !== null).map((m) => ({ pct: Number(m[1]), what: m[2].replace(/\s+/g, ' ') }));
+  const bySym = rows(report('dso,sym'));
+  const area = new Map<string, number>();
+  for (const r of bySym) {
+    const [dso, , ...rest] = r.what.split(' ');
+    const sym = rest.join(' ');
+    const a = dso.startsWith('[kernel') ? 'kernel'
+      : dso.startsWith('[JIT]') ? 'JS (JIT code)'
+        : /^lib(c|stdc)/.test(dso) ? 'libc/libstdc++ (malloc, memcpy)'
+          : sym.startsWith('Builtins_') ? 'V8 builtins (interpreter, inline caches, strings)'
+            : /Scaveng|Marking|Sweep|Heap::|Evacuat|Compact/.test(sym) ? 'V8 GC'
+              : /aes|gcm|ghash|ssl|SSL|EVP|ossl|OSSL|CRYPTO|BIO_|sha256|bn_/.test(sym) ? 'OpenSSL'
+                : /nghttp2|http2/.test(sym) ? 'nghttp2 + node http2'
+                  : /llhttp|Parser/.test(sym) ? 'llhttp + node http parser'
+                    : /^uv_|^uv__/.test(sym) ? 'libuv'
+                      : sym.startsWith('v8::') ? 'V8 runtime (other)'
+                        : sym.startsWith('node::') ? 'node C++ (streams, TLS wrap, buffers)' : 'other';
+    area.set(a, (area.get(a) ?? 0) + r.pct);
+  }
+  const counts: Record<string, number> = {};
+  try {
+    for (const l of fs.readFileSync(`${out}.stat.csv`, 'utf8').split('\n')) {
+      const f = l.split(',');
+      if (f.length < 3 || l.startsWith('#')) continue;
+      const v = Number(f[0]);
+      if (Number.isFinite(v)) counts[f[2].replace(/^syscalls:sys_enter_/, '')] = v;
+    }
+  } catch {
+    // no stat
+  }
+  return {
+    files: [`${out}.data`, `${out}.stat.csv`],
+    byArea: [...area.entries()].sort((a, b) => b[1] - a[1]).map(([a, pct]) => ({ area: a, pct: round(pct, 1) })),
+    topSymbols: bySym.slice(0, 25),
+    perRequest: Object.fromEntries(Object.entries(counts).map(([k, v]) => [k, k === 'task-clock' ? round(v / requests, 4) : round(v / requests, 2)])),
+    perRequestNote: 'task-clock in ms of CPU per request; the others are counts per request',
+  };
 }
 
 // ---------------------------------------------------------------------------------------
@@ -345,6 +457,10 @@ function ambitCli(adminConfig: string, args: string[]): { code: number; out: str
 runBench('dataplane-l7', F.timeout * 1000, async () => {
   if (process.getuid?.() !== 0) throw new Error('needs root (network namespaces)');
   if (!['node1', 'node2'].includes(F.waypointNode)) throw new Error('--waypoint-node must be node1 or node2');
+  if (F.perf) {
+    await requireTools([['perf', ['--version']]]);
+    fs.mkdirSync(F.perf, { recursive: true });
+  }
   const name = `abl7-${randomBytes(3).toString('hex')}`;
   clusterDir = fs.mkdtempSync(path.join(os.tmpdir(), 'ambit-bench-l7-'));
   let supervisorPid: number | undefined;
@@ -373,7 +489,7 @@ runBench('dataplane-l7', F.timeout * 1000, async () => {
   // Namespaces, Services, and the waypoint: a Gateway of class istio-waypoint pinned to
   // --waypoint-node (the local waypoint controller honours the ambit.io/node annotation), and the
   // waypoint namespace labelled istio.io/use-waypoint, as `ambit waypoint apply --enroll-namespace` does.
-  // The Gateway `ambit waypoint apply -n bench-wp` writes, plus the node annotation.
+  // The Gateway `ambit waypoint apply -n bench-wp` writes, plus ambit.io/node (the local waypoint controller's host pin).
   const gw: Resource = {
     apiVersion: 'gateway.networking.k8s.io/v1',
     kind: 'Gateway',
@@ -465,7 +581,8 @@ runBench('dataplane-l7', F.timeout * 1000, async () => {
   for (let rep = 0; rep < F.repeats; rep++) {
     const order = MODES.map((_m, i) => MODES[(i + rep) % MODES.length]);
     for (const mode of order) {
-      const attempts = await profiled(`latency-${mode}-${rep + 1}`, mode, () => measured(`latency ${mode} #${rep + 1}`, (w) => loadRun(mode, F.rate, F.latencySeconds, F.warmup, w)));
+      const perfOut = F.perf && mode === 'waypoint' ? path.join(path.resolve(F.perf), `waypoint-perf-${rep + 1}`) : undefined;
+      const attempts = await profiled(`latency-${mode}-${rep + 1}`, mode, () => measured(`latency ${mode} #${rep + 1}`, (w) => loadRun(mode, F.rate, F.latencySeconds, F.warmup, w, perfOut)));
       runs.push({ mode, rep, attempts });
       const a = attempts[0].value;
       log(`latency ${mode.padEnd(8)} #${rep + 1}: ${a.completed}/${a.scheduled} ok at ${a.achievedRate}/s; from schedule p50/p90/p99 ${a.latencyUs.p50}/${a.latencyUs.p90}/${a.latencyUs.p99} us; service p50/p99 ${a.serviceUs.p50}/${a.serviceUs.p99} us; lag p50 ${a.lagUs.p50} us; CPU-s/1000 req ${fmtNodes(a.cpuSPer1000Req)}; others ${attempts[0].window.othersCores}${attempts[0].disturbed ? ' DISTURBED' : ''}`);
@@ -482,6 +599,10 @@ runBench('dataplane-l7', F.timeout * 1000, async () => {
     return {
       latencyUs: pick((x) => x.latencyUs), serviceUs: pick((x) => x.serviceUs), lagUs: pick((x) => x.lagUs),
       cpuSPer1000Req: Object.fromEntries(proxies().map((p) => [p.key, round(median(xs.map((x) => x.cpuSPer1000Req[p.key])), 3)])),
+      waypointThreadsCpuSPer1000Req: Object.fromEntries([...new Set(xs.flatMap((x) => Object.keys(x.waypointThreadsCpuS)))].sort().map((k) => {
+        const per = (f: (t: { user: number; system: number }) => number) => round(median(xs.map((x) => (f(x.waypointThreadsCpuS[k] ?? { user: 0, system: 0 }) / Math.max(1, x.completed)) * 1000)), 3);
+        return [k, { user: per((t) => t.user), system: per((t) => t.system) }];
+      })),
       completed: xs.reduce((n, x) => n + x.completed, 0),
       scheduled: xs.reduce((n, x) => n + x.scheduled, 0),
       errors: xs.reduce((n, x) => n + x.errors + x.incomplete, 0),
@@ -539,6 +660,7 @@ runBench('dataplane-l7', F.timeout * 1000, async () => {
   };
   result.durationS = round((Date.now() - t0) / 1000, 0);
   if (F.cpuProf) result.cpuProfiles = profiles;
+  if (F.perf) result.perf = perfRuns;
   report(result);
 });
 
@@ -548,7 +670,10 @@ function report(r: Record<string, unknown>): void {
   const json = JSON.stringify(r, null, 2);
   process.stdout.write(`${json}\n`);
   if (F.json) fs.writeFileSync(F.json, `${json}\n`);
-  type Med = { latencyUs: Record<string, number>; serviceUs: Record<string, number>; cpuSPer1000Req: Record<string, number>; disturbedRuns: number; completed: number; scheduled: number; errors: number };
+  type Med = {
+    latencyUs: Record<string, number>; serviceUs: Record<string, number>; cpuSPer1000Req: Record<string, number>; disturbedRuns: number; completed: number; scheduled: number; errors: number;
+    waypointThreadsCpuSPer1000Req: Record<string, { user: number; system: number }>;
+  };
   const l = r.latency as Record<Mode, Med> & {
     addedUs: Record<string, Record<string, number>>; addedServiceUs: Record<string, Record<string, number>>; ratio: Record<string, Record<string, number>>;
     targets: { waypointCpuPer1000Req: { met: boolean }; waypointHopAddedP50: { met: boolean } };
@@ -572,6 +697,11 @@ function report(r: Record<string, unknown>): void {
     'waypoint CPU-s per 1,000 requests', ...MODES.map((m) => (m === 'waypoint' ? `${l[m].cpuSPer1000Req.waypoint}` : `(idle) ${l[m].cpuSPer1000Req.waypoint}`)), '', '', '', '', '',
     `<= 0.25: ${l.targets.waypointCpuPer1000Req.met ? 'met' : 'NOT met'}`,
   ]);
+  const th = l.waypoint.waypointThreadsCpuSPer1000Req;
+  const others = Object.entries(th).filter(([k]) => k !== 'main').reduce((n, [, v]) => n + v.user + v.system, 0);
+  rows.push([
+    '  of which main thread user + system, other threads', '', '', `${th.main?.user ?? '?'} + ${th.main?.system ?? '?'}, ${round(others, 3)}`, '', '', '', '', '', '',
+  ]);
   rows.push(['ztunnel CPU-s per 1,000 requests', ...MODES.map((m) => `node1 ${l[m].cpuSPer1000Req['ztunnel-node1']}, node2 ${l[m].cpuSPer1000Req['ztunnel-node2']}`), '', '', '', '', '', '']);
   rows.push(['completed / scheduled (errors)', ...MODES.map((m) => `${l[m].completed}/${l[m].scheduled} (${l[m].errors})`), '', '', '', '', '', '']);
   rows.push(['RSS after the traffic (peak), MiB', '', `ztunnels ${mem['ztunnel-node1'].rssMiB} (${mem['ztunnel-node1'].hwmMiB}) / ${mem['ztunnel-node2'].rssMiB} (${mem['ztunnel-node2'].hwmMiB})`, `waypoint ${mem.waypoint.rssMiB} (${mem.waypoint.hwmMiB})`, '', '', '', '', '', '']);
@@ -584,6 +714,11 @@ function report(r: Record<string, unknown>): void {
   process.stdout.write(disturbed ? `disturbed by other processes (> ${F.idleThreshold} cores): ${disturbed} of ${MODES.length * F.repeats} measured windows\n` : `no measured window was disturbed by other processes (> ${F.idleThreshold} cores)\n`);
   const pairs = (r.latency as { pairs: Array<{ rep: number; order: string; waypointHopP50Us: number; l4AddedP50Us: number; waypointCpuSPer1000Req: number }> }).pairs;
   process.stdout.write(`per repeat (order; p50 added by L4, by the waypoint hop; waypoint CPU-s/1000 req): ${pairs.map((p) => `#${p.rep} (${p.order}) ${sign(p.l4AddedP50Us)}, ${sign(p.waypointHopP50Us)} us, ${p.waypointCpuSPer1000Req}`).join('; ')}\n`);
+  for (const p of (r.perf as Array<{ run: string; byArea: Array<{ area: string; pct: number }>; perRequest: Record<string, number>; topSymbols: Array<{ pct: number; what: string }> }> | undefined) ?? []) {
+    process.stdout.write(`\nperf, ${p.run} (waypoint process, all threads): ${p.byArea.map((a) => `${a.area} ${a.pct}%`).join(', ')}\n`);
+    process.stdout.write(`  per request: ${Object.entries(p.perRequest).map(([k, v]) => `${k} ${v}`).join(', ')} (task-clock in ms)\n`);
+    for (const x of p.topSymbols.slice(0, 12)) process.stdout.write(`  ${String(x.pct).padStart(5)}%  ${x.what}\n`);
+  }
   type Prof = Partial<ProfileSummary> & { error?: string };
   const prof = r.cpuProfiles as undefined | Record<string, Record<string, Prof>>;
   for (const [scenario, byProc] of Object.entries(prof ?? {})) {

@@ -65,7 +65,7 @@ export function registerWaypointCommands(program: Command, d: WaypointCliDeps): 
       const w = new Waypoint({
         namespace: o.namespace!, name: o.name!, credentialFile: o.credential!, hboneAddress: o.hboneAddr, adminAddress: o.adminAddr, metricsAddress: o.metricsAddr,
         otlpEndpoint: o.otlpEndpoint, drainMs: o.drain, credentialWaitMs: o.credentialWait,
-        logger: createLogger('waypoint', o.logLevel).child({ gateway: `${o.namespace}/${o.name}` }),
+        logger: createLogger('waypoint', o.logLevel, { buffered: true }).child({ gateway: `${o.namespace}/${o.name}` }),
       });
       await d.runDaemon(`waypoint ${o.namespace}/${o.name}`, w);
     });
