@@ -297,7 +297,9 @@ else if (cmd === 'grpc') grpcClient();
 else if (cmd === 'websocket') websocket();
 else if (cmd === 'rapid-reset') rapidReset();
 else if (cmd === 'otlp') otlp();
-else {
+else if (process.env.NODE_TEST_CONTEXT) {
+  // `node --test dist/test/` loads every file, this one too: it is a program for pods, not a test.
+} else {
   process.stderr.write('usage: pod-tools serve|load|raw|grpc|websocket|rapid-reset|otlp ...\n');
   process.exit(2);
 }
