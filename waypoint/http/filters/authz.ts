@@ -87,6 +87,11 @@ export function peerAttributes(peerIdentity: string | null): { principal: string
   return { principal, namespace: m ? m[1] : null };
 }
 
+const NO_POLICY: L7Decision = Object.freeze({ allowed: true, reason: 'no authorization policy applies', audited: [] as string[] });
+
 export function authorize(policies: readonly CompiledPolicy[], attrs: RequestAttributes): L7Decision {
+  // No policy: allowed. The filter chain has already refused a path that cannot be normalized,
+  // so skipping the attribute parsing here changes nothing but the cost.
+  if (policies.length === 0) return NO_POLICY;
   return authorizeRequest(policies, attrs);
 }
