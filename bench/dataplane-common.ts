@@ -358,3 +358,48 @@ export async function requireTools(tools: Array<[string, string[]]>): Promise<vo
     if (r === -1) throw new Error(`${tool} is missing: apt-get install -y ${tool} (scripts/setup.sh installs it)`);
   }
 }
+
+/** What a component's JSON log says: its access-log line count, and its warnings and errors grouped by message. */
+export function logLines(file: string): { accessLogLines: number; warningsAndErrors: Array<{ count: number; msg: string }> } {
+  let lines: string[] = [];
+  try {
+    lines = fs.readFileSync(file, 'utf8').split('\n');
+  } catch {
+    // no log
+  }
+  const msgs = new Map<string, number>();
+  let access = 0;
+  for (const l of lines) {
+    const m = /"level":(\d+)/.exec(l);
+    if (!m) continue;
+    if (l.includes('"type":"access"')) access++;
+    if (Number(m[1]) < 40) continue;
+    const msg = /"msg":"([^"]*)"/.exec(l)?.[1] ?? l.slice(0, 120);
+    const err = /"err":"([^"]{0,160})/.exec(l)?.[1];
+    const k = err ? `${msg}: ${err}` : msg;
+    msgs.set(k, (msgs.get(k) ?? 0) + 1);
+  }
+  return { accessLogLines: access, warningsAndErrors: [...msgs.entries()].map(([msg, count]) => ({ count, msg })) };
+}
+
+/**
+ * Collects the profiles cpu-profile-preload.js wrote (`cpu-<pid>.cpuprofile`, on the second
+ * SIGUSR2) for the given processes, renamed to `<name>-<scenario>.cpuprofile`, with their top
+ * functions, keyed by `key` (default: the name).
+ */
+export async function collectProfiles(dir: string, scenario: string, procs: Array<{ pid: number; name: string; key?: string }>, top = 20): Promise<Record<string, unknown>> {
+  const out: Record<string, unknown> = {};
+  for (const p of procs) {
+    const f = path.join(dir, `cpu-${p.pid}.cpuprofile`);
+    const end = Date.now() + 20_000;
+    while (!fs.existsSync(f) && Date.now() < end) await sleep(200);
+    if (!fs.existsSync(f)) {
+      out[p.key ?? p.name] = { error: `${p.name} wrote no profile` };
+      continue;
+    }
+    const to = path.join(dir, `${p.name}-${scenario}.cpuprofile`);
+    fs.renameSync(f, to);
+    out[p.key ?? p.name] = { file: to, ...profileTop(to, top) };
+  }
+  return out;
+}

@@ -31,7 +31,7 @@ import {
 import type { PodInfo } from '../deploy/local';
 import { loadAverage, machine, metric, mib, onCleanup, parseFlags, pool, procSample, round, runBench, sleep } from './common';
 import {
-  Attempt, children, CpuWatch, fmtNodes, inPod, log, Marks, measured as measuredIn, median, podSysctls, profileTop, ProfileSummary,
+  Attempt, children, collectProfiles, CpuWatch, fmtNodes, inPod, log, logLines, Marks, measured as measuredIn, median, podSysctls, ProfileSummary,
 } from './dataplane-common';
 
 const USAGE = `usage: node dist/bench/dataplane-l4.js [flags]
@@ -403,19 +403,7 @@ async function profiled<T>(scenario: string, fn: () => Promise<T>): Promise<T> {
     return await fn();
   } finally {
     for (const z of ztunnels) process.kill(z.pid, 'SIGUSR2');
-    profiles[scenario] = {};
-    for (const z of ztunnels) {
-      const f = path.join(dir, `cpu-${z.pid}.cpuprofile`);
-      const end = Date.now() + 20_000;
-      while (!fs.existsSync(f) && Date.now() < end) await sleep(200);
-      if (!fs.existsSync(f)) {
-        profiles[scenario][z.node] = { error: `ztunnel ${z.node} wrote no profile` };
-        continue;
-      }
-      const to = path.join(dir, `ztunnel-${z.node}-${scenario}.cpuprofile`);
-      fs.renameSync(f, to);
-      profiles[scenario][z.node] = { file: to, ...profileTop(to) };
-    }
+    profiles[scenario] = await collectProfiles(dir, scenario, ztunnels.map((z) => ({ pid: z.pid, name: `ztunnel-${z.node}`, key: z.node })));
   }
 }
 
@@ -639,28 +627,7 @@ runBench('dataplane-l4', F.timeout * 1000, async () => {
     if (at100) (result.rss as Record<string, unknown>).target = { pods: at100.enrolledPods, maxMiB: 80, rssMaxMiB: at100.node1.rssMaxMiB, met: at100.node1.rssMaxMiB <= 80 };
   }
   // What the ztunnels complained about (warnings and errors in their logs).
-  result.ztunnelLogs = Object.fromEntries(ztunnels.map((z) => {
-    const file = path.join(clusterDir, 'logs', `${z.node}-ztunnel.log`);
-    let lines: string[] = [];
-    try {
-      lines = fs.readFileSync(file, 'utf8').split('\n');
-    } catch {
-      // no log
-    }
-    const msgs = new Map<string, number>();
-    let access = 0;
-    for (const l of lines) {
-      const m = /"level":(\d+)/.exec(l);
-      if (!m) continue;
-      if (l.includes('"type":"access"')) access++;
-      if (Number(m[1]) < 40) continue;
-      const msg = /"msg":"([^"]*)"/.exec(l)?.[1] ?? l.slice(0, 120);
-      const err = /"err":"([^"]{0,160})/.exec(l)?.[1];
-      const k = err ? `${msg}: ${err}` : msg;
-      msgs.set(k, (msgs.get(k) ?? 0) + 1);
-    }
-    return [z.node, { accessLogLines: access, warningsAndErrors: [...msgs.entries()].map(([msg, count]) => ({ count, msg })) }];
-  }));
+  result.ztunnelLogs = Object.fromEntries(ztunnels.map((z) => [z.node, logLines(path.join(clusterDir, 'logs', `${z.node}-ztunnel.log`))]));
   result.durationS = round((Date.now() - t0) / 1000, 0);
 
   if (F.cpuProf) result.cpuProfiles = profiles;

@@ -33,7 +33,7 @@ import { NODE_ANNOTATION } from '../lib/api/annotations';
 import { LABEL_DATAPLANE_MODE, LABEL_USE_WAYPOINT, Resource, WAYPOINT_GATEWAY_CLASS } from '../lib/api/resource';
 import { AMBIT_BIN, loadAverage, machine, metric, mib, parseFlags, procSample, round, runBench, sleep } from './common';
 import {
-  Attempt, children, CpuWatch, fmtNodes, inPod, log, Marks, measured as measuredIn, median, podSysctls, profileTop, ProfileSummary, registerClusterTeardown, requireTools,
+  Attempt, children, collectProfiles, CpuWatch, fmtNodes, inPod, log, logLines, Marks, measured as measuredIn, median, podSysctls, profileTop, ProfileSummary, registerClusterTeardown, requireTools,
 } from './dataplane-common';
 
 const USAGE = `usage: node dist/bench/dataplane-l7.js [flags]
@@ -408,46 +408,12 @@ async function profiled<T>(scenario: string, mode: Mode, fn: () => Promise<T>): 
     for (const z of ztunnels) process.kill(z.pid, 'SIGUSR2');
     helper?.kill('SIGTERM');
     await helperDone;
-    profiles[scenario] = {};
-    for (const z of ztunnels) {
-      const f = path.join(dir, `cpu-${z.pid}.cpuprofile`);
-      const end = Date.now() + 20_000;
-      while (!fs.existsSync(f) && Date.now() < end) await sleep(200);
-      if (!fs.existsSync(f)) {
-        profiles[scenario][z.key] = { error: `${z.key} wrote no profile` };
-        continue;
-      }
-      const to = path.join(dir, `${z.key}-${scenario}.cpuprofile`);
-      fs.renameSync(f, to);
-      profiles[scenario][z.key] = { file: to, ...profileTop(to, 40) };
-    }
+    profiles[scenario] = await collectProfiles(dir, scenario, ztunnels.map((z) => ({ pid: z.pid, name: z.key })), 40);
     if (mode === 'waypoint') profiles[scenario].waypoint = fs.existsSync(wpFile) ? { file: wpFile, ...profileTop(wpFile, 60) } : { error: 'the waypoint profiler wrote no profile' };
   }
 }
 
 // ---------------------------------------------------------------------------------------
-
-function logLines(file: string): { accessLogLines: number; warningsAndErrors: Array<{ count: number; msg: string }> } {
-  let lines: string[] = [];
-  try {
-    lines = fs.readFileSync(file, 'utf8').split('\n');
-  } catch {
-    // no log
-  }
-  const msgs = new Map<string, number>();
-  let access = 0;
-  for (const l of lines) {
-    const m = /"level":(\d+)/.exec(l);
-    if (!m) continue;
-    if (l.includes('"type":"access"')) access++;
-    if (Number(m[1]) < 40) continue;
-    const msg = /"msg":"([^"]*)"/.exec(l)?.[1] ?? l.slice(0, 120);
-    const err = /"err":"([^"]{0,160})/.exec(l)?.[1];
-    const k = err ? `${msg}: ${err}` : msg;
-    msgs.set(k, (msgs.get(k) ?? 0) + 1);
-  }
-  return { accessLogLines: access, warningsAndErrors: [...msgs.entries()].map(([msg, count]) => ({ count, msg })) };
-}
 
 function ambitCli(adminConfig: string, args: string[]): { code: number; out: string } {
   const r = spawnSync(process.execPath, [AMBIT_BIN, ...args], { env: { ...process.env, AMBIT_CONFIG: adminConfig }, encoding: 'utf8', timeout: 120_000 });

@@ -1,5 +1,5 @@
 import fs from 'node:fs';
-import http from 'node:http';
+import type http from 'node:http';
 import { X509Certificate } from 'node:crypto';
 import tls from 'node:tls';
 import { Registry, collectDefaultMetrics } from 'prom-client';
@@ -11,6 +11,7 @@ import { createLogger, Logger } from '../lib/telemetry/log';
 import { XdsClient } from '../lib/xds/client';
 import type http2 from 'node:http2';
 import { createWaypointAdmin } from './admin/admin-server';
+import { createMetricsServer, listenOn } from '../lib/telemetry/admin-http';
 import { WaypointEngine } from './engine';
 import { WaypointState } from './state/waypoint-state';
 import { WaypointTelemetry } from './telemetry/request-telemetry';
@@ -90,7 +91,7 @@ export class Waypoint {
       rootPem: this.identity.cfg.certificateAuthority,
       onTunnel: (ctx, stream) => this.onTunnel(ctx, stream),
     });
-    this.hbonePort = await listen(this.server, this.o.hboneAddress);
+    this.hbonePort = await listenOn(this.server, this.o.hboneAddress);
     this.client = new AmbitClient(dialFromConfig(this.identity.cfg));
     this.startXds();
     fs.watchFile(this.o.credentialFile, { interval: 5_000 }, () => this.reloadCredential());
@@ -105,14 +106,9 @@ export class Waypoint {
       },
       this.registry,
     );
-    this.adminPort = await listen(this.admin, this.o.adminAddress);
-    this.metricsServer = http.createServer((_req, res) => {
-      void this.registry.metrics().then((m) => {
-        res.setHeader('content-type', this.registry.contentType);
-        res.end(m);
-      });
-    });
-    this.metricsPort = await listen(this.metricsServer, this.o.metricsAddress);
+    this.adminPort = await listenOn(this.admin, this.o.adminAddress);
+    this.metricsServer = createMetricsServer(this.registry);
+    this.metricsPort = await listenOn(this.metricsServer, this.o.metricsAddress);
     this.log.info({ identity: this.identity.id, hbone: this.o.hboneAddress, admin: this.o.adminAddress, metrics: this.o.metricsAddress }, 'waypoint started');
   }
 
@@ -184,7 +180,7 @@ export class Waypoint {
       stream.respond({ ':status': 401 }, { endStream: true });
       return;
     }
-    if (!this.serves(ctx.authority)) {
+    if (!this.engine.serves(ctx.authority)) {
       this.log.warn({ authority: ctx.authority, peer: ctx.peerIdentity }, 'tunnel for a destination this waypoint does not serve');
       stream.respond({ ':status': 404 }, { endStream: true });
       return;
@@ -204,16 +200,6 @@ export class Waypoint {
     if (!claimed || claimed === ctx.remoteAddress) return ctx.remoteAddress;
     const w = this.state.view.mesh.workloadsByIp.get(claimed);
     return w && w.identity === ctx.peerIdentity ? claimed : ctx.remoteAddress;
-  }
-
-  private serves(authority: string): boolean {
-    const m = /^\[?([^\]]+?)\]?:(\d+)$/.exec(authority);
-    if (!m) return false;
-    const port = Number(m[2]);
-    for (const c of this.state.view.services.values()) {
-      if ((c.service.vips.includes(m[1]) || c.service.hostname === m[1]) && c.service.ports.some((p) => p.servicePort === port)) return true;
-    }
-    return false;
   }
 
   /** The agent renewed the credential: new handshakes and new upstream sessions use it; the config stream reconnects with it. */
@@ -259,13 +245,4 @@ function forwardedFor(v: string | string[] | undefined): string | undefined {
   const s = Array.isArray(v) ? v[0] : v;
   const m = s ? /for="?\[?([0-9a-fA-F.:]+)\]?"?/.exec(s) : null;
   return m?.[1];
-}
-
-function listen(server: { listen: (port: number, host: string, cb: () => void) => unknown; once: (e: 'error', cb: (err: Error) => void) => unknown; address: () => unknown }, addr: string): Promise<number> {
-  const m = /^\[?([^\]]*)\]?:(\d+)$/.exec(addr);
-  if (!m) throw new Error(`"${addr}" is not host:port`);
-  return new Promise((resolve, reject) => {
-    server.once('error', (err) => reject(new Error(`cannot listen on ${addr}: ${err.message}`)));
-    server.listen(Number(m[2]), m[1], () => resolve((server.address() as { port: number }).port));
-  });
 }

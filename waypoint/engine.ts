@@ -193,6 +193,12 @@ export class WaypointEngine {
     return b;
   }
 
+  /** Whether a tunnel with this `:authority` (service VIP or hostname, and port) has a service here. */
+  serves(authority: string): boolean {
+    const k = tunnelKey(authority);
+    return k !== null && this.byKey.has(k.key);
+  }
+
   /**
    * Serves one tunnel: finds the service by authority, detects the protocol from the first bytes
    * (HTTP/2 preface, HTTP/1.x request line, else opaque TCP), and serves it. Never throws.

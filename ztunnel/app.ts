@@ -1,5 +1,5 @@
 import fs from 'node:fs';
-import http from 'node:http';
+import type http from 'node:http';
 import { AmbitClient } from '../lib/api/client';
 import { dialFromConfig, loadClientConfig } from '../lib/api/client-config';
 import { AgentMessage, DEFAULT_ZTUNNEL_SOCKET } from '../lib/api/node-protocol';
@@ -8,6 +8,7 @@ import { SecretManager } from '../lib/identity/secret-manager';
 import { createLogger, Logger } from '../lib/telemetry/log';
 import { XdsClient } from '../lib/xds/client';
 import { createAdminServer } from './admin/admin-server';
+import { createMetricsServer, listenOn } from '../lib/telemetry/admin-http';
 import { DnsProxy } from './dns/server';
 import { AgentLink } from './pods/agent-link';
 import { PodManager } from './pods/pod-manager';
@@ -83,14 +84,9 @@ export class Ztunnel {
     this.agent.start();
     const adminDeps = { node: this.o.node, state: this.state, secrets: this.secrets, pods: this.pods, ready: () => this.state.synced, quit: () => void this.stop() };
     this.admin = createAdminServer(adminDeps, this.metrics.registry);
-    this.adminPort = await listen(this.admin, this.o.adminAddress);
-    this.metricsServer = http.createServer((req, res) => {
-      void this.metrics.registry.metrics().then((m) => {
-        res.setHeader('content-type', this.metrics.registry.contentType);
-        res.end(m);
-      });
-    });
-    this.metricsPort = await listen(this.metricsServer, this.o.metricsAddress);
+    this.adminPort = await listenOn(this.admin, this.o.adminAddress);
+    this.metricsServer = createMetricsServer(this.metrics.registry);
+    this.metricsPort = await listenOn(this.metricsServer, this.o.metricsAddress);
     this.log.info({ admin: this.o.adminAddress, metrics: this.o.metricsAddress, agent: this.o.agentSocket }, 'ztunnel started');
   }
 
@@ -151,13 +147,4 @@ export class Ztunnel {
     this.admin?.closeAllConnections();
     this.metricsServer?.closeAllConnections();
   }
-}
-
-function listen(server: http.Server, addr: string): Promise<number> {
-  const m = /^\[?([^\]]*)\]?:(\d+)$/.exec(addr);
-  if (!m) throw new Error(`"${addr}" is not host:port`);
-  return new Promise((resolve, reject) => {
-    server.once('error', (err) => reject(new Error(`cannot listen on ${addr}: ${err.message}`)));
-    server.listen(Number(m[2]), m[1], () => resolve((server.address() as { port: number }).port));
-  });
 }

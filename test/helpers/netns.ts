@@ -122,3 +122,19 @@ export function httpGetScript(url: string, timeoutMs = 5000): string[] {
 export function httpServerScript(port: number, text: string): string[] {
   return ['-e', `require('http').createServer((q, s) => { s.end(${JSON.stringify(text)}); }).listen(${port}, '0.0.0.0', () => console.log('listening'))`];
 }
+
+/** Polls `fn` every 250 ms until it returns something truthy; the timeout error names `what` and the last failure. */
+export async function eventually<T>(what: string, timeoutMs: number, fn: () => Promise<T | undefined | false>): Promise<T> {
+  const end = Date.now() + timeoutMs;
+  let last: unknown;
+  for (;;) {
+    try {
+      const v = await fn();
+      if (v) return v;
+    } catch (err) {
+      last = err;
+    }
+    if (Date.now() > end) throw new Error(`timed out waiting for ${what}${last ? `: ${(last as Error).message}` : ''}`);
+    await new Promise((r) => setTimeout(r, 250));
+  }
+}

@@ -11,7 +11,7 @@ import path from 'node:path';
 import { down, httpGet, listNetns, podExec, podList, podRun, status, up } from '../../deploy/local';
 import { AmbitClient } from '../../lib/api/client';
 import { dialFromConfig, loadClientConfig } from '../../lib/api/client-config';
-import { haveTools, isRoot } from '../helpers/netns';
+import { eventually, haveTools, isRoot } from '../helpers/netns';
 import { ns, service } from '../helpers/controlplane';
 
 const skip = !isRoot()
@@ -35,21 +35,6 @@ c.on('error', (e) => { console.log('error ' + e.message); process.exit(1); });
 c.on('close', () => process.exit(n >= 2 ? 0 : 1));
 c.write('first');
 `;
-
-async function eventually<T>(what: string, timeoutMs: number, fn: () => Promise<T | undefined | false>): Promise<T> {
-  const end = Date.now() + timeoutMs;
-  let last: unknown;
-  for (;;) {
-    try {
-      const v = await fn();
-      if (v) return v;
-    } catch (err) {
-      last = err;
-    }
-    if (Date.now() > end) throw new Error(`timed out waiting for ${what}${last ? `: ${(last as Error).message}` : ''}`);
-    await new Promise((r) => setTimeout(r, 250));
-  }
-}
 
 test('L4 mesh on two hosts: service name via the DNS proxy, TLS on the wire, principal in metrics, ztunnel kill -9, control plane down', { skip, timeout: 300_000 }, async () => {
   const co = { dir: fs.mkdtempSync(path.join(os.tmpdir(), 'ambit-e2e-')), name: `ambit-e${randomBytes(3).toString('hex')}` };

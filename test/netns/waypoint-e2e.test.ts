@@ -12,7 +12,7 @@ import path from 'node:path';
 import { down, podExec, podList, podRun, up } from '../../deploy/local';
 import { AmbitClient } from '../../lib/api/client';
 import { dialFromConfig, loadClientConfig } from '../../lib/api/client-config';
-import { haveTools, isRoot } from '../helpers/netns';
+import { eventually, haveTools, isRoot } from '../helpers/netns';
 import { AMBIT_BIN } from '../helpers/controlplane';
 import { exportJWK, generateKeyPair, KeyLike, SignJWT } from 'jose';
 
@@ -24,21 +24,6 @@ const skip = !isRoot()
 
 const TOOLS = path.join(__dirname, '..', 'helpers', 'pod-tools.js');
 const NS = 'shop';
-
-async function eventually<T>(what: string, timeoutMs: number, fn: () => Promise<T | undefined | false>): Promise<T> {
-  const end = Date.now() + timeoutMs;
-  let last: unknown;
-  for (;;) {
-    try {
-      const v = await fn();
-      if (v) return v;
-    } catch (err) {
-      last = err;
-    }
-    if (Date.now() > end) throw new Error(`timed out waiting for ${what}${last ? `: ${(last as Error).message}` : ''}`);
-    await new Promise((r) => setTimeout(r, 250));
-  }
-}
 
 interface LoadResult { statuses: Record<string, number>; versions: Record<string, number>; errors: string[]; errorCount: number; ms: number }
 

@@ -1,4 +1,5 @@
-import http from 'node:http';
+import type http from 'node:http';
+import { createAdminServer } from '../../lib/telemetry/admin-http';
 import type { Registry } from 'prom-client';
 import { bytesToIp } from '../../lib/util/ip';
 import type { WaypointView } from '../state/waypoint-state';
@@ -41,29 +42,5 @@ export function configDump(d: WaypointAdminDeps): object {
 }
 
 export function createWaypointAdmin(d: WaypointAdminDeps, metrics: Registry): http.Server {
-  return http.createServer((req, res) => {
-    const url = (req.url ?? '/').split('?')[0];
-    if (url === '/config_dump') {
-      res.setHeader('content-type', 'application/json');
-      return res.end(`${JSON.stringify(configDump(d), null, 2)}\n`);
-    }
-    if (url === '/healthz/ready') {
-      const ok = d.ready();
-      res.statusCode = ok ? 200 : 503;
-      return res.end(ok ? 'ready\n' : 'not ready: waiting for the identity and the first configuration\n');
-    }
-    if (url === '/quitquitquit' && req.method === 'POST') {
-      res.end('draining\n');
-      return d.quit();
-    }
-    if (url === '/metrics' || url === '/stats/prometheus') {
-      void metrics.metrics().then((m) => {
-        res.setHeader('content-type', metrics.contentType);
-        res.end(m);
-      });
-      return;
-    }
-    res.statusCode = 404;
-    res.end('endpoints: /config_dump /healthz/ready /metrics POST /quitquitquit\n');
-  });
+  return createAdminServer({ configDump: () => configDump(d), ready: d.ready, notReadyReason: 'waiting for the identity and the first configuration', quit: d.quit }, metrics);
 }

@@ -1,7 +1,7 @@
 import type { Metric, Registry, RegistryContentType } from 'prom-client';
 import type { WorkloadView } from '../../lib/mesh/snapshot';
 // The ztunnel's TCP label set, so waypoint- and ztunnel-reported TCP series line up.
-import type { TcpLabels } from '../../ztunnel/telemetry/metrics';
+import { REQUEST_LABELS, type RequestLabels, type TcpLabels } from '../../lib/telemetry/istio-labels';
 
 /**
  * The waypoint's Istio-standard request metrics (istio_requests_total & co.), plus the
@@ -16,33 +16,8 @@ import type { TcpLabels } from '../../ztunnel/telemetry/metrics';
  * to the prom-client Registry (exposition, default labels, OpenMetrics) at scrape time.
  */
 
-export const REQUEST_LABELS = [
-  'reporter',
-  'source_workload',
-  'source_workload_namespace',
-  'source_principal',
-  'source_app',
-  'source_version',
-  'source_canonical_service',
-  'source_canonical_revision',
-  'destination_workload',
-  'destination_workload_namespace',
-  'destination_principal',
-  'destination_app',
-  'destination_version',
-  'destination_service',
-  'destination_service_name',
-  'destination_service_namespace',
-  'destination_canonical_service',
-  'destination_canonical_revision',
-  'request_protocol',
-  'response_code',
-  'grpc_response_status',
-  'response_flags',
-  'connection_security_policy',
-] as const;
-
-export type RequestLabels = Record<(typeof REQUEST_LABELS)[number], string>;
+export { REQUEST_LABELS };
+export type { RequestLabels };
 
 /** Istio's (Envoy's) default buckets for istio_request_duration_milliseconds. */
 export const DURATION_BUCKETS_MS: readonly number[] = [
@@ -54,6 +29,30 @@ export const BYTES_BUCKETS: readonly number[] = [1, 10, 100, 1000, 10000, 100000
 
 const UNKNOWN = 'unknown';
 const REPORTER = 'waypoint';
+
+/** The reporter and source/destination labels every series starts with, in Istio's order. Only when a series is created. */
+function peerLabels(src: SourceLabels, dst: DestinationLabels) {
+  return {
+    reporter: REPORTER,
+    source_workload: src.source_workload,
+    source_workload_namespace: src.source_workload_namespace,
+    source_principal: src.source_principal,
+    source_app: src.source_app,
+    source_version: src.source_version,
+    source_canonical_service: src.source_canonical_service,
+    source_canonical_revision: src.source_canonical_revision,
+    destination_workload: dst.destination_workload,
+    destination_workload_namespace: dst.destination_workload_namespace,
+    destination_principal: dst.destination_principal,
+    destination_app: dst.destination_app,
+    destination_version: dst.destination_version,
+    destination_service: dst.destination_service,
+    destination_service_name: dst.destination_service_name,
+    destination_service_namespace: dst.destination_service_namespace,
+    destination_canonical_service: dst.destination_canonical_service,
+    destination_canonical_revision: dst.destination_canonical_revision,
+  };
+}
 
 /** The service a request was addressed to (RequestInfo.destinationService). */
 export interface DestinationServiceRef {
@@ -227,24 +226,7 @@ class MetricStore {
     if (!s) {
       s = {
         labels: Object.freeze({
-          reporter: REPORTER,
-          source_workload: src.source_workload,
-          source_workload_namespace: src.source_workload_namespace,
-          source_principal: src.source_principal,
-          source_app: src.source_app,
-          source_version: src.source_version,
-          source_canonical_service: src.source_canonical_service,
-          source_canonical_revision: src.source_canonical_revision,
-          destination_workload: dst.destination_workload,
-          destination_workload_namespace: dst.destination_workload_namespace,
-          destination_principal: dst.destination_principal,
-          destination_app: dst.destination_app,
-          destination_version: dst.destination_version,
-          destination_service: dst.destination_service,
-          destination_service_name: dst.destination_service_name,
-          destination_service_namespace: dst.destination_service_namespace,
-          destination_canonical_service: dst.destination_canonical_service,
-          destination_canonical_revision: dst.destination_canonical_revision,
+          ...peerLabels(src, dst),
           request_protocol: protocol,
           response_code: code,
           grpc_response_status: grpc,
@@ -267,24 +249,7 @@ class MetricStore {
     if (!s) {
       s = {
         labels: Object.freeze({
-          reporter: REPORTER,
-          source_workload: src.source_workload,
-          source_workload_namespace: src.source_workload_namespace,
-          source_principal: src.source_principal,
-          source_app: src.source_app,
-          source_version: src.source_version,
-          source_canonical_service: src.source_canonical_service,
-          source_canonical_revision: src.source_canonical_revision,
-          destination_workload: dst.destination_workload,
-          destination_workload_namespace: dst.destination_workload_namespace,
-          destination_principal: dst.destination_principal,
-          destination_app: dst.destination_app,
-          destination_version: dst.destination_version,
-          destination_service: dst.destination_service,
-          destination_service_name: dst.destination_service_name,
-          destination_service_namespace: dst.destination_service_namespace,
-          destination_canonical_service: dst.destination_canonical_service,
-          destination_canonical_revision: dst.destination_canonical_revision,
+          ...peerLabels(src, dst),
           request_protocol: 'tcp',
           response_flags: flags,
           connection_security_policy: src.connection_security_policy,

@@ -1,4 +1,5 @@
-import http from 'node:http';
+import type http from 'node:http';
+import { createAdminServer as createProxyAdminServer } from '../../lib/telemetry/admin-http';
 import type { Registry } from 'prom-client';
 import { bytesToIp } from '../../lib/util/ip';
 import type { SecretManager } from '../../lib/identity/secret-manager';
@@ -37,29 +38,5 @@ export function configDump(d: AdminDeps): object {
 }
 
 export function createAdminServer(d: AdminDeps, metrics: Registry): http.Server {
-  return http.createServer((req, res) => {
-    const url = (req.url ?? '/').split('?')[0];
-    const json = (v: unknown) => {
-      res.setHeader('content-type', 'application/json');
-      res.end(`${JSON.stringify(v, null, 2)}\n`);
-    };
-    if (url === '/config_dump') return json(configDump(d));
-    if (url === '/healthz/ready') {
-      res.statusCode = d.ready() ? 200 : 503;
-      return res.end(d.ready() ? 'ready\n' : 'not ready: waiting for configuration\n');
-    }
-    if (url === '/quitquitquit' && req.method === 'POST') {
-      res.end('draining\n');
-      return d.quit();
-    }
-    if (url === '/metrics' || url === '/stats/prometheus') {
-      void metrics.metrics().then((m) => {
-        res.setHeader('content-type', metrics.contentType);
-        res.end(m);
-      });
-      return;
-    }
-    res.statusCode = 404;
-    res.end('not found: /config_dump, /healthz/ready, /metrics, POST /quitquitquit\n');
-  });
+  return createProxyAdminServer({ configDump: () => configDump(d), ready: d.ready, notReadyReason: 'waiting for configuration', quit: d.quit }, metrics);
 }

@@ -1,35 +1,11 @@
 import { Counter, Registry, collectDefaultMetrics, Gauge } from 'prom-client';
 
-/**
- * Istio's standard TCP metric names and labels, so existing dashboards and Kiali work.
- * Label values come from mesh metadata only (never from traffic): bounded cardinality.
- */
-export const TCP_LABELS = [
-  'reporter',
-  'source_workload',
-  'source_workload_namespace',
-  'source_principal',
-  'source_app',
-  'source_version',
-  'source_canonical_service',
-  'source_canonical_revision',
-  'destination_workload',
-  'destination_workload_namespace',
-  'destination_principal',
-  'destination_app',
-  'destination_version',
-  'destination_service',
-  'destination_service_name',
-  'destination_service_namespace',
-  'destination_canonical_service',
-  'destination_canonical_revision',
-  'request_protocol',
-  'response_flags',
-  'connection_security_policy',
-] as const;
+import { TCP_LABELS } from '../../lib/telemetry/istio-labels';
 
-export type TcpLabels = Record<(typeof TCP_LABELS)[number], string>;
+export { TCP_LABELS };
+export type { TcpLabels } from '../../lib/telemetry/istio-labels';
 
+/** Istio's standard TCP metrics (names and labels in lib/telemetry/istio-labels.ts). */
 export class ZtunnelMetrics {
   readonly registry = new Registry();
   readonly opened = new Counter({ name: 'istio_tcp_connections_opened_total', help: 'Total TCP connections opened', labelNames: TCP_LABELS, registers: [this.registry] });
