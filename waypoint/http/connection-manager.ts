@@ -11,6 +11,8 @@ import type { Logger } from '../../lib/telemetry/log';
 import { bufferStringWrites, resetHttp2Stream } from '../upstream/exchange';
 import { Http1Downstream, Http2Downstream, RawHttp1Downstream, reasonPhrase } from './downstream';
 import type { FilterChain, TunnelInfo } from './filter-chain';
+import { Http1ServerConnection, type Http1ServerHost } from './http1-server-connection';
+import type { Downstream } from './downstream';
 import type { HttpLimits } from './types';
 
 interface H1Conn {
@@ -35,8 +37,11 @@ interface H2Counters {
 // Raised from HTTP/2's 64 KiB default so a single stream is not throttled to one window per round trip.
 const H2_WINDOW = 4 * 1024 * 1024;
 
-export class ConnectionManager {
+export class ConnectionManager implements Http1ServerHost {
   private readonly h1: http.Server;
+  /** HTTP/1.1 connections on the fast path (http1-server-connection.ts); the rest are node:http's. */
+  private readonly fastConns = new Set<Http1ServerConnection>();
+  private readonly sweeper: NodeJS.Timeout;
   private readonly h2: http2.Http2Server;
   private readonly h1Conns = new Map<Duplex, H1Conn>();
   private readonly h2Sessions = new Map<http2.ServerHttp2Session, TunnelInfo>();
@@ -46,9 +51,14 @@ export class ConnectionManager {
 
   constructor(
     private readonly chain: FilterChain,
-    private readonly limits: HttpLimits,
+    readonly limits: HttpLimits,
     private readonly log: Logger,
   ) {
+    this.sweeper = setInterval(() => {
+      const now = Date.now();
+      for (const c of this.fastConns) c.sweep(now);
+    }, Math.min(1000, limits.requestHeadersTimeoutMs));
+    this.sweeper.unref();
     this.h1 = http.createServer({
       maxHeaderSize: limits.maxHeaderSize,
       insecureHTTPParser: false,
@@ -88,10 +98,34 @@ export class ConnectionManager {
 
   /** Connections (HTTP/1) and sessions (HTTP/2) still open. */
   get openCount(): number {
-    return this.h1Conns.size + this.h2Sessions.size;
+    return this.h1Conns.size + this.h2Sessions.size + this.fastConns.size;
   }
 
   serveHttp1(stream: Duplex, tunnel: TunnelInfo): void {
+    const conn = new Http1ServerConnection(stream, tunnel, this);
+    this.fastConns.add(conn);
+    if (this.draining) conn.drain();
+  }
+
+  // Http1ServerHost
+  handle(ds: Downstream, tunnel: TunnelInfo): void {
+    this.chain.handle(ds, tunnel);
+  }
+
+  fallback(stream: Duplex, tunnel: TunnelInfo): void {
+    this.serveHttp1Node(stream, tunnel);
+  }
+
+  released(conn: Http1ServerConnection): void {
+    this.fastConns.delete(conn);
+  }
+
+  isDraining(): boolean {
+    return this.draining;
+  }
+
+  /** HTTP/1 on node:http: requests the fast path does not take (see http1-server-connection.ts). */
+  private serveHttp1Node(stream: Duplex, tunnel: TunnelInfo): void {
     bufferStringWrites(stream);
     const conn: H1Conn = { tunnel, active: 0, current: null };
     this.h1Conns.set(stream, conn);
@@ -236,12 +270,16 @@ export class ConnectionManager {
     this.draining = true;
     for (const s of this.h2Sessions.keys()) this.goaway(s);
     for (const [socket, c] of this.h1Conns) if (c.active === 0) socket.end();
+    for (const c of this.fastConns) c.drain();
   }
 
   close(): void {
     this.draining = true;
     for (const s of this.h2Sessions.keys()) s.destroy();
     for (const socket of this.h1Conns.keys()) socket.destroy();
+    for (const c of [...this.fastConns]) c.stream.destroy();
+    this.fastConns.clear();
+    clearInterval(this.sweeper);
     this.h1Conns.clear();
     this.h2Sessions.clear();
     this.h1.close(() => {});

@@ -3,7 +3,7 @@
  * HTTP/2 (node:http2 streams) and raw HTTP/1 sockets (after node hands over an Upgrade request):
  * the router never looks at which one it has.
  */
-import type { IncomingMessage, ServerResponse } from 'node:http';
+import { STATUS_CODES, type IncomingMessage, type ServerResponse } from 'node:http';
 import { constants as h2c, type IncomingHttpHeaders as H2Headers, type ServerHttp2Stream } from 'node:http2';
 import type { Duplex, Readable, Writable } from 'node:stream';
 import { resetHttp2Stream } from '../upstream/exchange';
@@ -271,14 +271,8 @@ export class Http2Downstream implements Downstream {
   }
 }
 
-const REASONS: Record<number, string> = {
-  101: 'Switching Protocols', 200: 'OK', 301: 'Moved Permanently', 302: 'Found', 400: 'Bad Request', 401: 'Unauthorized', 403: 'Forbidden', 404: 'Not Found',
-  408: 'Request Timeout', 429: 'Too Many Requests', 431: 'Request Header Fields Too Large', 500: 'Internal Server Error', 502: 'Bad Gateway',
-  503: 'Service Unavailable', 504: 'Gateway Timeout',
-};
-
 export function reasonPhrase(status: number): string {
-  return REASONS[status] ?? 'Unknown';
+  return STATUS_CODES[status] ?? 'Unknown';
 }
 
 /**
