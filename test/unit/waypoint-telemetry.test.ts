@@ -395,6 +395,17 @@ test('access logging filtered out by level costs nothing and writes nothing', as
   assert.equal(await value(registry, 'istio_requests_total'), 1);
 });
 
+test('request-controlled access-log fields stay inside their JSON strings', () => {
+  const { t, lines } = telemetry();
+  const path = '/a"b\\c\n{"x":1}\u2028\u0000é';
+  t.start(request({ path, userAgent: 'ua","level":60,"x":"', requestId: 'r"1' })).close(200, '-');
+  assert.equal(lines.length, 1);
+  assert.equal(lines[0].path, path);
+  assert.equal(lines[0].user_agent, 'ua","level":60,"x":"');
+  assert.equal(lines[0].level, 30);
+  assert.equal(lines[0].request_id, 'r"1');
+});
+
 test('request-controlled access-log fields are bounded', () => {
   const { t, lines } = telemetry();
   t.start(request({ path: '/' + 'a'.repeat(100_000), userAgent: 'u'.repeat(10_000) })).close(200, '-');

@@ -1,3 +1,4 @@
+import pino from 'pino';
 import type { Logger } from '../../lib/telemetry/log';
 import type { RequestOutcome } from './outcome';
 import type { RequestInfo } from './types';
@@ -5,53 +6,63 @@ import type { RequestInfo } from './types';
 // Request-controlled strings are logged verbatim but bounded, so one request cannot
 // produce a multi-kilobyte log line.
 const MAX_FIELD = 2048;
-const cap = (s: string | undefined): string | undefined => (s !== undefined && s.length > MAX_FIELD ? s.slice(0, MAX_FIELD) : s);
+const cap = (s: string): string => (s.length > MAX_FIELD ? s.slice(0, MAX_FIELD) : s);
+
+interface PinoInternals {
+  [pino.symbols.streamSym]: { write(line: string): unknown };
+  [pino.symbols.chindingsSym]: string;
+  [pino.symbols.timeSym]: () => string;
+}
+
+/** `,"key":"value"` with JSON escaping, or nothing for an absent value. */
+function str(key: string, v: string | null | undefined): string {
+  return v === undefined || v === null ? '' : `,"${key}":${JSON.stringify(v)}`;
+}
 
 /**
- * One JSON line per request (or opaque TCP connection), Envoy-style field names, flat so
- * pino serialises it in a single pass. Fields that are undefined are left out by pino.
+ * One JSON line per request (or opaque TCP connection), Envoy-style field names. The line is the
+ * one pino would write for `log.info({...}, 'request complete')` (level, time, the logger's
+ * bindings, the fields, msg) but formatted here and handed to pino's destination directly: pino's
+ * generic per-field serialisation was ~7 % of the waypoint's CPU per request in the benchmark.
  */
 export class AccessLog {
   private readonly log: Logger;
+  private readonly internals: PinoInternals;
 
   constructor(log: Logger) {
-    // Bindings are serialised once by pino, not per line.
     this.log = log.child({ type: 'access', reporter: 'waypoint' });
+    this.internals = this.log as unknown as PinoInternals;
   }
 
   write(info: RequestInfo, o: RequestOutcome): void {
-    // Skip building the object at all when access logging is filtered out.
     if (!this.log.isLevelEnabled('info')) return;
+    const p = this.internals;
     const src = info.source?.msg;
     const dst = o.destination?.msg;
-    this.log.info(
-      {
-        start_time: new Date(o.startTime).toISOString(),
-        method: info.method,
-        path: cap(info.path),
-        protocol: info.protocol,
-        response_code: o.responseCode,
-        response_flags: o.responseFlags || '-',
-        grpc_status: o.grpcStatus,
-        duration_ms: Math.round(o.durationMs * 1000) / 1000,
-        bytes_received: o.requestBytes,
-        bytes_sent: o.responseBytes,
-        upstream_host: o.upstreamAddress,
-        route_name: o.route,
-        authority: cap(info.authority),
-        user_agent: cap(info.userAgent),
-        request_id: cap(info.requestId),
-        trace_id: o.traceId,
-        src_addr: info.sourceAddress,
-        src_principal: info.sourcePrincipal ?? undefined,
-        src_workload: src?.name,
-        src_namespace: src?.namespace,
-        dst_principal: o.destinationPrincipal ?? undefined,
-        dst_workload: dst?.name,
-        dst_namespace: dst?.namespace,
-        dst_service: info.destinationService.hostname,
-      },
-      'request complete',
-    );
+    const line =
+      `{"level":30${p[pino.symbols.timeSym]()}${p[pino.symbols.chindingsSym]}` +
+      `,"start_time":"${new Date(o.startTime).toISOString()}"` +
+      str('method', cap(info.method)) +
+      str('path', cap(info.path)) +
+      `,"protocol":"${info.protocol}","response_code":${o.responseCode}` +
+      str('response_flags', o.responseFlags || '-') +
+      str('grpc_status', o.grpcStatus) +
+      `,"duration_ms":${Math.round(o.durationMs * 1000) / 1000},"bytes_received":${o.requestBytes},"bytes_sent":${o.responseBytes}` +
+      str('upstream_host', o.upstreamAddress) +
+      str('route_name', o.route) +
+      str('authority', cap(info.authority)) +
+      str('user_agent', info.userAgent === undefined ? undefined : cap(info.userAgent)) +
+      str('request_id', info.requestId === undefined ? undefined : cap(info.requestId)) +
+      str('trace_id', o.traceId) +
+      str('src_addr', info.sourceAddress) +
+      str('src_principal', info.sourcePrincipal) +
+      str('src_workload', src?.name) +
+      str('src_namespace', src?.namespace) +
+      str('dst_principal', o.destinationPrincipal) +
+      str('dst_workload', dst?.name) +
+      str('dst_namespace', dst?.namespace) +
+      str('dst_service', info.destinationService.hostname) +
+      `,"msg":"request complete"}\n`;
+    p[pino.symbols.streamSym].write(line);
   }
 }
