@@ -4,8 +4,7 @@ import {
   SpanStatusCode,
   TraceFlags,
   defaultTextMapGetter,
-  defaultTextMapSetter,
-  trace,
+  isSpanContextValid,
   type Attributes,
   type Span,
   type SpanContext,
@@ -214,14 +213,13 @@ export class WaypointTracing {
     return { traceId: sc.traceId, traceparent: this.format(sc), span: undefined };
   }
 
+  /**
+   * The W3C traceparent for our span: what the OTel propagator's inject() writes, without building
+   * a context per request. Only the ids and flags; the caller's tracestate is forwarded as received.
+   */
   private format(sc: SpanContext): string {
-    const carrier: { traceparent?: string } = {};
-    // Only the ids and flags: the caller's tracestate is forwarded by the proxy as received.
-    this.propagator.inject(
-      trace.setSpanContext(ROOT_CONTEXT, { traceId: sc.traceId, spanId: sc.spanId, traceFlags: sc.traceFlags }),
-      carrier,
-      defaultTextMapSetter,
-    );
-    return carrier.traceparent ?? '';
+    if (!isSpanContextValid(sc)) return '';
+    const flags = sc.traceFlags & 0xff;
+    return `00-${sc.traceId}-${sc.spanId}-${flags < 16 ? '0' : ''}${flags.toString(16)}`;
   }
 }
