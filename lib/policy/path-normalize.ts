@@ -28,6 +28,7 @@
 export type NormalizedPath = { ok: true; path: string } | { ok: false; reason: string };
 
 const HEX = /^[0-9A-Fa-f]{2}$/;
+const DOT_SEGMENT = /\/\.\.?(?:\/|$)/;
 
 function isUnreserved(code: number): boolean {
   return (
@@ -64,13 +65,17 @@ export function normalizePath(raw: string): NormalizedPath {
   // path the backend routes on, and neither is the query.
   const cut = raw.search(/[?#]/);
   const p = cut === -1 ? raw : raw.slice(0, cut);
+  // Most paths are canonical already: no escapes, backslashes, empty or dot segments.
+  let canonical = p.charCodeAt(0) === 0x2f;
   for (let i = 0; i < p.length; i++) {
     const code = p.charCodeAt(i);
     if (code < 0x21 || code > 0x7e) {
       const what = code < 0x20 || code === 0x7f ? 'control character' : code === 0x20 ? 'space' : 'non-ASCII character';
       return { ok: false, reason: `${what} at offset ${i} in path` };
     }
+    if (code === 0x25 || code === 0x5c || (code === 0x2f && i > 0 && p.charCodeAt(i - 1) === 0x2f)) canonical = false;
   }
+  if (canonical && !DOT_SEGMENT.test(p)) return { ok: true, path: p };
   const decoded = decode(p);
   if (!decoded.ok) return decoded;
   const slashed = decoded.path.replace(/\\/g, '/');
