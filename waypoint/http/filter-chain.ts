@@ -170,7 +170,8 @@ export class FilterChain {
     const match = svc.routes.match({
       method: ds.method,
       path,
-      headers: { ...ds.headers, ':authority': ds.authority },
+      headers: ds.headers,
+      authority: ds.authority,
       port: t.port,
       scheme: 'http',
       source: source ? { namespace: source.msg.namespace, labels: workloadLabels(source) } : peer.namespace ? { namespace: peer.namespace } : undefined,

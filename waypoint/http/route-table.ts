@@ -41,6 +41,8 @@ export interface RouteRequest {
   path: string;
   /** Lowercase header names; HTTP/2 pseudo-headers (":authority", ":scheme") are honoured when present. */
   headers: Readonly<Record<string, string | string[]>>;
+  /** The request's authority when it is not among `headers` (HTTP/1 Host kept apart): matched as ":authority" and "host". */
+  authority?: string;
   /** The service port the request was addressed to. */
   port: number;
   /** Falls back to ":scheme", then "x-forwarded-proto", then "http". */
@@ -175,7 +177,9 @@ function viewOf(req: RouteRequest): RequestView {
     }
   }
   const header = (name: string): string | undefined => {
-    const v = req.headers[name.toLowerCase()];
+    const n = name.toLowerCase();
+    if (req.authority !== undefined && (n === ':authority' || n === 'host')) return req.authority;
+    const v = req.headers[n];
     // Repeated headers are matched as one comma-joined value, as Envoy does.
     return v === undefined ? undefined : Array.isArray(v) ? v.join(',') : v;
   };
@@ -743,7 +747,14 @@ export function compileRouteTable(cfg: WaypointServiceConfig): RouteTable {
     return e;
   };
 
-  const defaultRoute = (port: number): RouteMatch => ({
+  // One per port, built on first use: read-only for the router, so every request can share it.
+  const defaults = new Map<number, RouteMatch>();
+  const defaultRoute = (port: number): RouteMatch => {
+    let m = defaults.get(port);
+    if (m === undefined) defaults.set(port, (m = buildDefaultRoute(port)));
+    return m;
+  };
+  const buildDefaultRoute = (port: number): RouteMatch => ({
     route: { kind: 'Default', namespace: cfg.service.namespace, name: cfg.service.name, ruleIndex: 0 },
     backends: [
       {
