@@ -72,7 +72,8 @@ export class ForwardedRequest {
   private done = false;
   private timedOut = false;
   private budgetStarted = false;
-  private readonly flags = new Set<ResponseFlag>();
+  /** Response flags earned so far, comma-joined as Envoy prints them; '' for none. */
+  private flags = '';
   private status = 0;
 
   constructor(
@@ -85,7 +86,7 @@ export class ForwardedRequest {
     this.head = req.head;
     this.body = new RequestBody(req.ds.body, deps.limits.maxRetryBufferBytes);
     this.ds.onAbort(() => this.onDownstreamAbort());
-    if (req.extraFlag) this.flags.add(req.extraFlag);
+    if (req.extraFlag) this.addFlag(req.extraFlag);
   }
 
   start(): void {
@@ -203,12 +204,12 @@ export class ForwardedRequest {
     if (this.done) return false;
     const d = shouldRetry(conds, outcome, { bodyReplayable: this.body.replayable, retriesSoFar: retries, maxRetries });
     if (!d.retry) {
-      if (d.reason === 'retries exhausted') this.flags.add('URX');
+      if (d.reason === 'retries exhausted') this.addFlag('URX');
       return false;
     }
     if (!this.deps.budget.tryAcquire(cluster.name)) {
       cluster.counters.retriesSuppressed++;
-      this.flags.add('URX');
+      this.addFlag('URX');
       return false;
     }
     cluster.counters.retries++;
@@ -225,6 +226,11 @@ export class ForwardedRequest {
 
   private heldRetry: string | null = null;
 
+  private addFlag(f: ResponseFlag): void {
+    if (this.flags === '') this.flags = f;
+    else if (!this.flags.split(',').includes(f)) this.flags += `,${f}`;
+  }
+
   private releaseRetry(): void {
     if (this.heldRetry !== null) {
       this.deps.budget.release(this.heldRetry);
@@ -238,7 +244,8 @@ export class ForwardedRequest {
     const perTry = this.route.timeouts.perTryTimeoutMs ?? this.route.retry?.perTryTimeoutMs;
     let exchange: UpstreamExchange | null = null;
     try {
-      const head = { ...this.head, headers: { ...this.head.headers } };
+      // The upstream codecs only read the head (each builds its own wire form), so attempts share it.
+      const head = this.head;
       if ((cluster.upstreamProtocol ?? this.ds.protocol) === 'http2') {
         const pending = cluster.http2.request(ep.id, ep.target, head);
         if (perTry !== undefined) this.armTryTimer(perTry);
@@ -395,7 +402,7 @@ export class ForwardedRequest {
   private finish(status: number, flag?: ResponseFlag, grpcStatus?: string): void {
     if (this.done) return;
     this.done = true;
-    if (flag) this.flags.add(flag);
+    if (flag) this.addFlag(flag);
     if (this.timer) clearTimeout(this.timer);
     this.timer = null;
     this.clearTryTimer();
@@ -404,7 +411,7 @@ export class ForwardedRequest {
     this.budgetStarted = false;
     this.record.requestBytes = this.body.bytes;
     this.body.dispose();
-    this.record.close(status, this.flags.size === 0 ? '-' : [...this.flags].join(','), grpcStatus);
+    this.record.close(status, this.flags === '' ? '-' : this.flags, grpcStatus);
   }
 
   /** A copy of the request to another backend, its answer ignored; it never delays or fails the real one. */
