@@ -30,6 +30,17 @@ export interface Http1ServerHost {
   released(conn: Http1ServerConnection): void;
 }
 
+/** The request body as a stream; reading from it lets the connection read on. */
+class RequestBodyStream extends Readable {
+  constructor(private readonly conn: Http1ServerConnection) {
+    super();
+  }
+
+  override _read(): void {
+    this.conn.readBody();
+  }
+}
+
 const enum BodyMode {
   None,
   Length,
@@ -68,7 +79,7 @@ export class Http1Exchange implements Downstream {
     this.headers = head.headers;
     this.authority = head.authority;
     this.headerCount = head.count;
-    this.body = head.contentLength > 0 ? new Readable({ read: () => conn.readBody() }) : null;
+    this.body = head.contentLength > 0 ? new RequestBodyStream(conn) : null;
   }
 
   get sink(): Writable {
@@ -114,15 +125,16 @@ export class Http1Exchange implements Downstream {
       return;
     }
     // Usually the first body chunk follows in this same turn and leaves with the head in one write.
-    setImmediate(this.flushHead);
+    this.conn.flushHeadSoon(this);
   }
 
-  private readonly flushHead = (): void => {
+  /** Writes a head still waiting for its first body chunk. */
+  flushHead(): void {
     if (this.pendingHead === null || this.conn.stream.destroyed) return;
     const h = this.pendingHead;
     this.pendingHead = null;
     this.conn.write(h);
-  };
+  }
 
   write(chunk: Buffer): boolean {
     if (this.finished || chunk.length === 0) return true;
@@ -217,6 +229,7 @@ export class Http1ServerConnection {
   private gone = false;
   private ending = false;
   private parseScheduled = false;
+  private headToFlush: Http1Exchange | null = null;
   /** Date.now() of the last byte in or out. */
   lastActivity = Date.now();
   /** When the bytes of a not yet complete head began to arrive; 0 when none are pending. */
@@ -335,6 +348,17 @@ export class Http1ServerConnection {
     this.host.released(this);
     this.host.fallback(s, this.tunnel);
   }
+
+  flushHeadSoon(ex: Http1Exchange): void {
+    if (this.headToFlush === null) setImmediate(this.flushHeadNow);
+    this.headToFlush = ex;
+  }
+
+  private readonly flushHeadNow = (): void => {
+    const ex = this.headToFlush;
+    this.headToFlush = null;
+    ex?.flushHead();
+  };
 
   /** A reply that will not read the rest of a large request body: the connection cannot be kept. */
   leavesLargeBodyUnread(ex: Http1Exchange): boolean {
