@@ -1,13 +1,16 @@
 /**
- * HTTP/1.1 to endpoints, over streams from the UpstreamConnector. One keep-alive agent per endpoint
- * reuses connections; the agent's maxSockets is the DestinationRule's tcp.maxConnections, and
- * maxRequestsPerConnection retires a connection once it has carried that many requests.
+ * HTTP/1.1 to endpoints, over streams from the UpstreamConnector. Requests go through a pool per
+ * endpoint of Http1ClientConnections (one request at a time each, idle ones reused last-in first-out);
+ * tcp.maxConnections caps a pool's connections, with requests beyond it waiting in turn, and
+ * maxRequestsPerConnection retires a connection once it has carried that many requests. WebSocket
+ * upgrades, rare and long-lived, use node:http through a keep-alive agent per endpoint.
  */
 import http from 'node:http';
 import type { Duplex } from 'node:stream';
 import type { HeaderMap } from '../http/types';
 import type { UpstreamConnector, UpstreamTarget } from './connector';
 import { asSocketLike, bufferStringWrites, connectError, UpstreamError, type UpstreamExchange, type UpstreamRequestHead, type UpstreamResponse } from './exchange';
+import { Http1ClientConnection, Http1ClientExchange, type ConnectionOwner } from './http1-client-connection';
 
 export interface Http1PoolOptions {
   connectTimeoutMs: number;
@@ -17,6 +20,117 @@ export interface Http1PoolOptions {
   maxRequestsPerConnection: number;
   /** Idle keep-alive connections are closed after this long (below typical server keep-alive timeouts, to avoid reuse races). */
   idleTimeoutMs: number;
+  /** Longest response head (and chunked trailer section) accepted; 60 KiB by default. */
+  maxResponseHeadBytes?: number;
+}
+
+const DEFAULT_MAX_RESPONSE_HEAD_BYTES = 60 * 1024;
+
+/** The connections to one endpoint. */
+class EndpointPool implements ConnectionOwner {
+  /** Idle connections; the most recently used is reused first, so the others can time out. */
+  private readonly free: Http1ClientConnection[] = [];
+  /** Requests waiting for a connection while the pool is at maxConnections, first come first served. */
+  private readonly waiting: Http1ClientExchange[] = [];
+  private readonly all = new Set<Http1ClientConnection>();
+  /** Connections open or being opened. */
+  private open = 0;
+  /** Replaced (config change or endpoint gone): in-flight requests finish, no connection is kept afterwards. */
+  private retired = false;
+  private destroyed = false;
+  private readonly maxHeadBytes: number;
+
+  constructor(
+    private readonly target: UpstreamTarget,
+    private readonly connector: UpstreamConnector,
+    private readonly opts: Http1PoolOptions,
+  ) {
+    this.maxHeadBytes = opts.maxResponseHeadBytes ?? DEFAULT_MAX_RESPONSE_HEAD_BYTES;
+  }
+
+  dispatch(ex: Http1ClientExchange): void {
+    const conn = this.free.pop();
+    if (conn !== undefined) conn.begin(ex);
+    else if (this.opts.maxConnections > 0 && this.open >= this.opts.maxConnections) this.waiting.push(ex);
+    else this.connect(ex);
+  }
+
+  /** Opens a connection for `ex`, which keeps waiting for it even if another connection frees up meanwhile. */
+  private connect(ex: Http1ClientExchange): void {
+    this.open++;
+    this.connector.connect(this.target, { timeoutMs: this.opts.connectTimeoutMs, traceparent: ex.head.traceparent }).then(
+      (stream) => this.connected(stream, ex),
+      (e: unknown) => {
+        this.open--;
+        ex.fail(connectError(e));
+        this.serveWaiting();
+      },
+    );
+  }
+
+  private connected(stream: Duplex, ex: Http1ClientExchange): void {
+    if (this.destroyed || stream.destroyed) {
+      stream.destroy();
+      this.open--;
+      ex.fail(this.destroyed ? new UpstreamError('Reset', 'connection pool closed') : connectError(new Error('stream closed at once')));
+      this.serveWaiting();
+      return;
+    }
+    const conn = new Http1ClientConnection(stream, this, this.maxHeadBytes);
+    this.all.add(conn);
+    // Aborted while connecting: the connection serves whoever is next.
+    if (ex.done) this.release(conn);
+    else conn.begin(ex);
+  }
+
+  /** Slots freed by closed connections go to waiting requests. */
+  private serveWaiting(): void {
+    while (this.waiting.length > 0 && (this.opts.maxConnections <= 0 || this.open < this.opts.maxConnections)) {
+      const ex = this.waiting.shift()!;
+      if (!ex.done) this.connect(ex);
+    }
+  }
+
+  release(conn: Http1ClientConnection): void {
+    const max = this.opts.maxRequestsPerConnection;
+    if (this.destroyed) {
+      conn.destroy();
+      return;
+    }
+    if (this.retired || (max > 0 && conn.requests >= max)) {
+      conn.finish();
+      return;
+    }
+    while (this.waiting.length > 0) {
+      const ex = this.waiting.shift()!;
+      if (!ex.done) {
+        conn.begin(ex);
+        return;
+      }
+    }
+    this.free.push(conn);
+    conn.park(this.opts.idleTimeoutMs);
+  }
+
+  closed(conn: Http1ClientConnection): void {
+    if (!this.all.delete(conn)) return;
+    this.open--;
+    const i = this.free.lastIndexOf(conn);
+    if (i !== -1) this.free.splice(i, 1);
+    if (!this.destroyed) this.serveWaiting();
+  }
+
+  retire(): void {
+    this.retired = true;
+    for (const c of this.free.splice(0)) c.finish();
+  }
+
+  destroy(): void {
+    this.destroyed = true;
+    const err = new UpstreamError('Reset', 'connection pool closed');
+    for (const ex of this.waiting.splice(0)) ex.fail(err);
+    for (const c of [...this.all]) c.destroy();
+  }
 }
 
 const requestsOnSocket = new WeakMap<Duplex, number>();
@@ -68,6 +182,8 @@ function toHeaderMap(h: http.IncomingHttpHeaders | NodeJS.Dict<string>): HeaderM
 }
 
 export class Http1Pool {
+  private readonly pools = new Map<string, EndpointPool>();
+  /** Upgrade requests only. */
   private readonly agents = new Map<string, ConnectorAgent>();
 
   constructor(
@@ -79,6 +195,8 @@ export class Http1Pool {
   configure(opts: Http1PoolOptions): void {
     if (JSON.stringify(opts) === JSON.stringify(this.opts)) return;
     this.opts = opts;
+    for (const p of this.pools.values()) p.retire();
+    this.pools.clear();
     for (const a of this.agents.values()) a.retire();
     this.agents.clear();
   }
@@ -104,45 +222,16 @@ export class Http1Pool {
   }
 
   request(id: string, target: UpstreamTarget, head: UpstreamRequestHead): UpstreamExchange {
-    const req = this.clientRequest(id, target, head);
-    let settled = false;
-    const response = new Promise<UpstreamResponse>((resolve, reject) => {
-      req.once('response', (res: http.IncomingMessage) => {
-        settled = true;
-        resolve({
-          status: res.statusCode ?? 502,
-          headers: toHeaderMap(res.headers),
-          endStream: false,
-          body: res,
-          trailers: () => (res.complete ? toHeaderMap(res.trailers) : undefined),
-        });
-      });
-      req.once('error', (e: Error) => {
-        if (settled) return;
-        settled = true;
-        reject(e instanceof UpstreamError ? e : new UpstreamError('Reset', `upstream reset: ${e.message}`, req.reusedSocket));
-      });
-      // node can end a request with neither 'response' nor 'error': an unsolicited 101 (node takes it
-      // as an upgrade nobody asked for and destroys the socket). Without this the attempt, and the
-      // pool slot, balancer count and retry-budget share it holds, would wait forever.
-      req.once('close', () => {
-        if (settled) return;
-        settled = true;
-        reject(new UpstreamError('Reset', 'upstream closed the connection without a usable response'));
-      });
-    });
-    // An error after the response started surfaces on the response body; this listener only keeps it from crashing the process.
-    req.on('error', () => {});
-    // The router may abandon an attempt without awaiting its response; that rejection must not crash the process.
-    response.catch(() => {});
-    if (!head.hasBody) req.end();
-    return {
-      requestBody: req,
-      response,
-      abort: () => {
-        if (!req.destroyed) req.destroy();
-      },
-    };
+    const ex = new Http1ClientExchange(head);
+    // A head that cannot be sent has already failed the exchange.
+    if (ex.done) return ex;
+    let pool = this.pools.get(id);
+    if (pool === undefined) {
+      pool = new EndpointPool(target, this.connector, this.opts);
+      this.pools.set(id, pool);
+    }
+    pool.dispatch(ex);
+    return ex;
   }
 
   /**
@@ -169,6 +258,11 @@ export class Http1Pool {
 
   /** Drops connections to endpoints no longer in the cluster. */
   retain(ids: ReadonlySet<string>): void {
+    for (const [id, p] of this.pools) {
+      if (ids.has(id)) continue;
+      p.retire();
+      this.pools.delete(id);
+    }
     for (const [id, a] of this.agents) {
       if (ids.has(id)) continue;
       a.retire();
@@ -177,6 +271,8 @@ export class Http1Pool {
   }
 
   close(): void {
+    for (const p of this.pools.values()) p.destroy();
+    this.pools.clear();
     for (const a of this.agents.values()) a.destroy();
     this.agents.clear();
   }
