@@ -225,6 +225,10 @@ export class Cluster {
   /** Picks a healthy endpoint, avoiding those this request already tried when there is any other. */
   pick(ctx: Omit<PickContext, 'excluded'>, tried: ReadonlySet<string>): ClusterEndpoint | null {
     const ejected = this.outlier.ejected();
+    if (ejected.length === 0 && tried.size === 0) {
+      const only = this.lb.pick(ctx);
+      return only === null ? null : (this.endpointsById.get(only.id) ?? null);
+    }
     const excluded = new Set<string>(ejected);
     for (const t of tried) excluded.add(t);
     let ep = this.lb.pick({ ...ctx, excluded });
