@@ -224,6 +224,12 @@ export class WaypointEngine {
         peerIdentity: ctx.peerIdentity,
         sourceAddress: ctx.sourceAddress,
       };
+      // A port declared TCP (or TLS, MySQL...) is never parsed as HTTP, and a server-first
+      // protocol does not wait out the detection timeout for a first byte that will not come.
+      if (svc.cfg.service.ports.find((p) => p.servicePort === k.port)?.appProtocol === 'tcp') {
+        this.serveTcp(stream, tunnel, { protocol: 'tcp', leftover: Buffer.alloc(0), ended: false });
+        return;
+      }
       this.detecting.add(stream);
       detectProtocol(stream, { timeoutMs: this.limits.protocolDetectionTimeoutMs }).then(
         (d) => {

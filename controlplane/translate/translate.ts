@@ -61,13 +61,16 @@ function entry(prev: Map<string, Entry> | undefined, name: string, type: string,
 
 /**
  * The application protocol of a service port, as Istio reads it: `appProtocol`, else the port
- * name's prefix (`http-web`, `grpc`, `http2-api`). The waypoint speaks HTTP/1.1 upstream for
- * "http" and HTTP/2 for "http2"/"grpc"/"h2c"; unknown means "as the caller spoke".
+ * name's prefix (`http-web`, `grpc`, `http2-api`, `tcp-db`). The waypoint speaks HTTP/1.1
+ * upstream for "http" and HTTP/2 for "http2"/"grpc"/"h2c"; "tcp" (TCP, TLS, HTTPS and the
+ * server-first protocols Istio lists: MongoDB, MySQL, Redis) is proxied as opaque bytes without
+ * waiting for protocol detection; unknown means "detect, and speak as the caller spoke".
  */
-export function appProtocolOf(p: { name?: string; appProtocol?: string }): 'http' | 'http2' | '' {
+export function appProtocolOf(p: { name?: string; appProtocol?: string }): 'http' | 'http2' | 'tcp' | '' {
   const v = (p.appProtocol ?? p.name?.split('-')[0] ?? '').toLowerCase();
   if (v === 'http2' || v === 'grpc' || v === 'h2c' || v === 'kubernetes.io/h2c') return 'http2';
   if (v === 'http' || v === 'http1' || v === 'grpc-web' || v === 'kubernetes.io/ws') return 'http';
+  if (v === 'tcp' || v === 'tls' || v === 'https' || v === 'mongo' || v === 'mysql' || v === 'redis') return 'tcp';
   return '';
 }
 

@@ -8,7 +8,7 @@ export interface GatewayAddress { namespace: string; name: string; hostname: str
 export interface Port {
   servicePort: number;
   targetPort: number;
-  /** 'http' (HTTP/1.1), 'http2' (HTTP/2, gRPC, h2c) or '' / absent (unknown: follow the caller), from the port's appProtocol or name. */
+  /** 'http' (HTTP/1.1), 'http2' (HTTP/2, gRPC, h2c), 'tcp' (opaque: no HTTP processing) or '' / absent (unknown: detect, follow the caller), from the port's appProtocol or name. */
   appProtocol?: string;
 }
 export interface WorkloadMsg {

@@ -220,7 +220,7 @@ export interface ServiceDef {
   namespace?: string;
   vip: string;
   ports: number[];
-  /** A port's declared application protocol ('http' | 'http2'), as translate derives it from appProtocol or the port name. */
+  /** A port's declared application protocol ('http' | 'http2' | 'tcp'), as translate derives it from appProtocol or the port name. */
   appProtocols?: Record<number, string>;
 }
 
@@ -271,7 +271,7 @@ export function buildSnapshot(services: ServiceDef[], workloads: WorkloadDef[]):
 export function serviceConfig(s: ServiceDef, parts: Partial<Omit<WaypointServiceConfig, 'service' | 'waypoint'>> = {}): WaypointServiceConfig {
   const ns = s.namespace ?? NS;
   return {
-    service: { name: s.name, namespace: ns, hostname: hostOf(s.name, ns), vips: [s.vip], ports: s.ports.map((p) => ({ servicePort: p, targetPort: p })) },
+    service: { name: s.name, namespace: ns, hostname: hostOf(s.name, ns), vips: [s.vip], ports: s.ports.map((p) => ({ servicePort: p, targetPort: p, ...(s.appProtocols?.[p] ? { appProtocol: s.appProtocols[p] } : {}) })) },
     waypoint: { namespace: ns, name: 'waypoint' },
     httpRoutes: [],
     grpcRoutes: [],

@@ -2,7 +2,8 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import http2 from 'node:http2';
 import { appProtocolOf } from '../../controlplane/translate/translate';
-import { buildSnapshot, h1Request, h2Request, hostOf, serviceConfig, startBackend, startHarness, type ServiceDef } from '../helpers/waypoint-harness';
+import net from 'node:net';
+import { buildSnapshot, h1Request, h2Request, hostOf, rawExchange, serviceConfig, startBackend, startHarness, startTcpBackend, type ServiceDef } from '../helpers/waypoint-harness';
 
 test('appProtocol and port names map to the upstream protocol as Istio reads them', () => {
   assert.equal(appProtocolOf({ name: 'http' }), 'http');
@@ -11,6 +12,9 @@ test('appProtocol and port names map to the upstream protocol as Istio reads the
   assert.equal(appProtocolOf({ name: 'http2' }), 'http2');
   assert.equal(appProtocolOf({ name: 'web', appProtocol: 'kubernetes.io/h2c' }), 'http2');
   assert.equal(appProtocolOf({ name: 'http', appProtocol: 'grpc' }), 'http2', 'appProtocol wins over the name');
+  assert.equal(appProtocolOf({ name: 'tcp-db' }), 'tcp');
+  assert.equal(appProtocolOf({ name: 'db', appProtocol: 'mysql' }), 'tcp');
+  assert.equal(appProtocolOf({ name: 'http', appProtocol: 'TLS' }), 'tcp');
   assert.equal(appProtocolOf({ name: 'metrics' }), '');
   assert.equal(appProtocolOf({}), '');
 });
@@ -51,6 +55,48 @@ test('the upstream speaks the backend port\'s declared protocol, else the caller
     assert.equal(await via(81, 'h2'), '2.0');
     assert.equal(await via(82, 'h1'), '1.1', 'an undeclared port follows the caller');
     assert.equal(await via(82, 'h2'), '2.0');
+  } finally {
+    await h.close();
+    await backend.close();
+  }
+});
+
+test('a port declared TCP is proxied as bytes: HTTP is not parsed, and a server-first protocol is not kept waiting', async () => {
+  const h = await startHarness();
+  // An endpoint that greets first (as MySQL does) and echoes whatever it gets after that.
+  const backend = await startTcpBackend((s) => {
+    s.write('GREETING\n');
+    s.on('data', (d: Buffer) => s.write(d));
+    s.on('end', () => s.end());
+  });
+  try {
+    const svc: ServiceDef = { name: 'db', vip: '10.96.9.2', ports: [3306], appProtocols: { 3306: 'tcp' } };
+    const mesh = buildSnapshot([svc], [{ name: 'db-1', ip: '10.0.9.2', services: { [hostOf('db')]: [{ servicePort: 3306, targetPort: 3306 }] } }]);
+    assert.deepEqual(h.engine.update(mesh, new Map([['l7/shop/db', serviceConfig(svc)]])), []);
+    h.connector.ports.set('db-1', backend.port);
+    const t = await h.tunnel({ authority: '10.96.9.2:3306' });
+
+    // The greeting arrives without the client sending anything, long before the detection timeout (5 s).
+    const started = Date.now();
+    const greeting = await new Promise<string>((resolve, reject) => {
+      const s = net.connect(t, '127.0.0.1');
+      s.once('data', (d: Buffer) => {
+        resolve(d.toString());
+        s.destroy();
+      });
+      s.once('error', reject);
+    });
+    assert.equal(greeting, 'GREETING\n');
+    assert.ok(Date.now() - started < 1000, `greeting after ${Date.now() - started} ms`);
+
+    // An HTTP request on that port reaches the endpoint byte for byte: no x-forwarded-for, no rewriting.
+    const request = 'GET /x HTTP/1.1\r\nHost: db\r\nX-Forwarded-For: 6.6.6.6\r\n\r\n';
+    const r = await rawExchange(t, request, 1000);
+    assert.equal(r.text, `GREETING\n${request}`);
+    await new Promise((r) => setTimeout(r, 100));
+    const recs = h.telemetry.records.filter((x) => x.info.destinationService.name === 'db');
+    assert.ok(recs.length >= 2);
+    assert.ok(recs.every((x) => x.info.protocol === 'tcp'), 'counted as TCP connections, not requests');
   } finally {
     await h.close();
     await backend.close();
