@@ -18,6 +18,8 @@ const mesh = buildSnapshot([web], workloads);
 
 let h: Harness;
 let backend: Backend;
+/** The endpoint answers this many /retry requests with 503 before it answers normally. */
+let failNext = 0;
 let port: number;
 
 before(async () => {
@@ -29,6 +31,12 @@ before(async () => {
       if (url.startsWith('/nocontent')) {
         res.statusCode = 204;
         res.end();
+        return;
+      }
+      if (url.startsWith('/retry') && failNext > 0) {
+        failNext--;
+        res.statusCode = 503;
+        res.end('try again');
         return;
       }
       if (url.startsWith('/stream')) {
@@ -46,7 +54,10 @@ before(async () => {
   // Only /ok* and /stream* and /nocontent* are routed: anything else gets a 404 from the waypoint itself, body unread.
   const vs = obj(ISTIO, 'VirtualService', 'web', {
     hosts: ['web'],
-    http: [{ match: [{ uri: { prefix: '/ok' } }, { uri: { prefix: '/stream' } }, { uri: { prefix: '/nocontent' } }], route: [{ destination: { host: 'web' } }] }],
+    http: [
+      { match: [{ uri: { prefix: '/retry' } }], route: [{ destination: { host: 'web' } }], retries: { attempts: 2, retryOn: '5xx' } },
+      { match: [{ uri: { prefix: '/ok' } }, { uri: { prefix: '/stream' } }, { uri: { prefix: '/nocontent' } }], route: [{ destination: { host: 'web' } }] },
+    ],
   });
   assert.deepEqual(h.engine.update(mesh, new Map([['l7/shop/web', serviceConfig(web, { virtualServices: [vs] })]])), []);
   port = await h.tunnel({ authority: '10.96.0.60:8080' });
@@ -212,4 +223,34 @@ test('an idle keep-alive connection is closed after the keep-alive timeout', asy
   const t0 = Date.now();
   const at = await closed;
   assert.ok(at - t0 >= 300 && at - t0 < 3000, `closed after ${at - t0} ms`);
+});
+
+test('a retried request carries its whole body again, whether it came with the head or trickled in', async () => {
+  const body = 'b'.repeat(3000);
+  // With the head, in one write.
+  failNext = 1;
+  let r = await rawExchange(port, `POST /retry/1 HTTP/1.1\r\nHost: web\r\nContent-Length: ${body.length}\r\nConnection: close\r\n\r\n${body}`);
+  assert.deepEqual(
+    responses(r.text).map((x) => [x.status, x.body]),
+    [[200, `POST /retry/1 ${body.length}:${body.slice(0, 16)}`]],
+  );
+  // In pieces, after the head.
+  failNext = 1;
+  const s = net.connect(port, '127.0.0.1');
+  const chunks: Buffer[] = [];
+  s.on('data', (c: Buffer) => chunks.push(c));
+  s.on('error', () => {});
+  const closed = new Promise<void>((res) => s.on('close', () => res()));
+  s.write(`POST /retry/2 HTTP/1.1\r\nHost: web\r\nContent-Length: ${body.length}\r\nConnection: close\r\n\r\n`);
+  for (let i = 0; i < body.length; i += 1000) {
+    await sleep(20);
+    s.write(body.slice(i, i + 1000));
+  }
+  await closed;
+  r = { text: Buffer.concat(chunks).toString('latin1'), closed: true };
+  assert.deepEqual(
+    responses(r.text).map((x) => [x.status, x.body]),
+    [[200, `POST /retry/2 ${body.length}:${body.slice(0, 16)}`]],
+  );
+  assert.equal(failNext, 0, 'each request failed once before it succeeded');
 });

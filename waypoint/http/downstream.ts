@@ -31,8 +31,8 @@ export interface Downstream {
   /** A private copy: filters mutate it. */
   readonly headers: HeaderMap;
   readonly headerCount: number;
-  /** null: the request has no body. */
-  readonly body: Readable | null;
+  /** null: the request has no body; a Buffer: all of it arrived with the head. */
+  readonly body: Readable | Buffer | null;
   readonly expectContinue: boolean;
   readonly headersSent: boolean;
   /** The caller went away (or the stream was reset) before the response finished. */

@@ -56,7 +56,9 @@ export class Http1Exchange implements Downstream {
   readonly ambiguousAuthority = false;
   readonly headers: HeaderMap;
   readonly headerCount: number;
-  readonly body: Readable | null;
+  readonly body: RequestBodyStream | Buffer | null;
+  /** The body as a stream, when it did not all arrive with the head. */
+  readonly bodyStream: RequestBodyStream | null;
   readonly expectContinue = false;
   headersSent = false;
   aborted = false;
@@ -73,13 +75,16 @@ export class Http1Exchange implements Downstream {
     head: RequestHead,
     /** The caller asked to close after this exchange (or the waypoint decided so). */
     public closeAfter: boolean,
+    /** The whole body, when it came with the head. */
+    whole: Buffer | null,
   ) {
     this.method = head.method;
     this.rawPath = head.target;
     this.headers = head.headers;
     this.authority = head.authority;
     this.headerCount = head.count;
-    this.body = head.contentLength > 0 ? new RequestBodyStream(conn) : null;
+    this.bodyStream = whole === null && head.contentLength > 0 ? new RequestBodyStream(conn) : null;
+    this.body = whole ?? this.bodyStream;
   }
 
   get sink(): Writable {
@@ -206,7 +211,7 @@ export class Http1Exchange implements Downstream {
       const cbs = this.abortCbs;
       this.abortCbs = null;
       if (cbs) for (const cb of cbs) cb();
-      if (this.body && !this.body.destroyed) this.body.destroy();
+      if (this.bodyStream && !this.bodyStream.destroyed) this.bodyStream.destroy();
     }
     this.closed();
   }
@@ -272,14 +277,14 @@ export class Http1ServerConnection {
 
   private deliverBody(part: Buffer): void {
     const ex = this.current;
-    if (this.discarding || ex === null || ex.body === null) {
+    if (this.discarding || ex === null || ex.bodyStream === null) {
       if (this.bodyLeft === 0 && this.discarding) {
         this.discarding = false;
         this.scheduleParse();
       }
       return;
     }
-    const body = ex.body;
+    const body = ex.bodyStream;
     if (!body.destroyed) {
       if (!body.push(part)) {
         this.bodyPaused = true;
@@ -314,9 +319,22 @@ export class Http1ServerConnection {
       this.headSince = 0;
       const rest = end === this.buf.length ? null : this.buf.subarray(end);
       this.buf = null;
-      const ex = new Http1Exchange(this, head, head.close);
+      const cl = head.contentLength;
+      if (cl > 0 && rest !== null && rest.length >= cl) {
+        // The usual case for small bodies: all of it came with the head, so no stream is needed.
+        const ex = new Http1Exchange(this, head, head.close, rest.length === cl ? rest : rest.subarray(0, cl));
+        this.current = ex;
+        this.bodyLeft = 0;
+        if (rest.length > cl) {
+          this.buf = rest.subarray(cl);
+          this.stream.pause();
+        } else this.stream.resume();
+        this.host.handle(ex, this.tunnel);
+        continue;
+      }
+      const ex = new Http1Exchange(this, head, head.close, null);
       this.current = ex;
-      this.bodyLeft = head.contentLength;
+      this.bodyLeft = cl;
       if (rest !== null) {
         if (this.bodyLeft > 0) {
           const take = Math.min(this.bodyLeft, rest.length);
@@ -362,7 +380,7 @@ export class Http1ServerConnection {
 
   /** A reply that will not read the rest of a large request body: the connection cannot be kept. */
   leavesLargeBodyUnread(ex: Http1Exchange): boolean {
-    return this.current === ex && this.bodyLeft > MAX_DISCARD && (ex.body === null || ex.body.readableFlowing !== true);
+    return this.current === ex && this.bodyLeft > MAX_DISCARD && (ex.bodyStream === null || ex.bodyStream.readableFlowing !== true);
   }
 
   write(b: Buffer): boolean {
@@ -383,7 +401,7 @@ export class Http1ServerConnection {
         return;
       }
       this.discarding = true;
-      if (ex.body && !ex.body.destroyed) ex.body.destroy();
+      if (ex.bodyStream && !ex.bodyStream.destroyed) ex.bodyStream.destroy();
       this.bodyPaused = false;
       this.stream.resume();
       return;

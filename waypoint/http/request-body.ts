@@ -1,4 +1,5 @@
-import type { Readable, Writable } from 'node:stream';
+import type { Readable } from 'node:stream';
+import type { BodySink } from '../upstream/exchange';
 
 /**
  * The request body on its way upstream: streamed to the current attempt with backpressure, and
@@ -8,20 +9,30 @@ import type { Readable, Writable } from 'node:stream';
 export class RequestBody {
   private kept: Buffer[] = [];
   private keptBytes = 0;
-  private sink: Writable | null = null;
+  private sink: BodySink | null = null;
   private started = false;
-  private waitingDrain: Writable | null = null;
+  private waitingDrain: BodySink | null = null;
   replayable = true;
   ended = false;
   /** Bytes received from the caller. */
   bytes = 0;
   private completeWaiters: Array<(b: Buffer | null) => void> = [];
 
+  private readonly src: Readable | null;
+  /** The whole body, when it came with the request head: nothing to stream or listen to. */
+  private whole: Buffer | null = null;
+
   constructor(
-    private readonly src: Readable | null,
+    src: Readable | Buffer | null,
     private readonly limit: number,
   ) {
-    if (src === null) this.ended = true;
+    if (Buffer.isBuffer(src)) {
+      this.src = null;
+      this.whole = src;
+      this.bytes = src.length;
+      this.replayable = src.length <= limit;
+    } else this.src = src;
+    if (this.src === null) this.ended = true;
   }
 
   private readonly onData = (chunk: Buffer): void => {
@@ -53,7 +64,7 @@ export class RequestBody {
     this.sink?.end();
   };
 
-  private waitFor(sink: Writable): void {
+  private waitFor(sink: BodySink): void {
     if (this.waitingDrain === sink) return;
     this.waitingDrain = sink;
     this.src?.pause();
@@ -70,6 +81,7 @@ export class RequestBody {
 
   /** The whole body, once received, if it stayed within the bound; null otherwise. */
   whenComplete(): Promise<Buffer | null> {
+    if (this.whole !== null) return Promise.resolve(this.replayable ? this.whole : null);
     if (this.src === null) return Promise.resolve(Buffer.alloc(0));
     if (!this.replayable) return Promise.resolve(null);
     if (this.ended) return Promise.resolve(Buffer.concat(this.kept));
@@ -80,7 +92,13 @@ export class RequestBody {
    * Sends the body to an attempt: what was kept first, then the rest as it arrives. Returns false
    * when the body can no longer be sent whole (it was not kept), so the attempt must not be made.
    */
-  attach(sink: Writable): boolean {
+  attach(sink: BodySink): boolean {
+    if (this.whole !== null) {
+      if (this.started && !this.replayable) return false;
+      this.started = true;
+      sink.end(this.whole);
+      return true;
+    }
     if (this.src === null) return true;
     if (this.started && !this.replayable) return false;
     this.sink = sink;
@@ -117,6 +135,7 @@ export class RequestBody {
   dispose(): void {
     this.detach();
     this.kept = [];
+    this.whole = null;
     if (this.src && this.started) {
       this.src.removeListener('data', this.onData);
       this.src.removeListener('end', this.onEnd);

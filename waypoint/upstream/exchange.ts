@@ -1,6 +1,6 @@
 import net from 'node:net';
 import type { Http2Stream } from 'node:http2';
-import type { Duplex, Readable, Writable } from 'node:stream';
+import type { Duplex, Readable } from 'node:stream';
 import type { HeaderMap } from '../http/types';
 
 /** What the router sends to an endpoint; `authority` is the service host the request was for, possibly rewritten. */
@@ -25,9 +25,22 @@ export interface UpstreamResponse {
   trailers(): HeaderMap | undefined;
 }
 
+/**
+ * Where a request body goes: the part of a Writable the router uses. An HTTP/2 stream is one; the
+ * HTTP/1.1 client's is a lighter object without a stream's per-write bookkeeping.
+ */
+export interface BodySink {
+  /** false: wait for 'drain' before writing more. */
+  write(chunk: Buffer): boolean;
+  end(chunk?: Buffer): unknown;
+  once(event: 'drain', listener: () => void): unknown;
+  /** Every byte, and the end, were handed on. */
+  readonly writableFinished: boolean;
+}
+
 export interface UpstreamExchange {
   /** The request body is written here and ended; for a request without body it is already ended. */
-  readonly requestBody: Writable;
+  readonly requestBody: BodySink;
   /** Rejects with UpstreamError. */
   readonly response: Promise<UpstreamResponse>;
   /** Cancels the exchange (stream reset / connection destroyed); safe to call more than once. */
