@@ -1,4 +1,5 @@
 import pino from 'pino';
+import type { WorkloadView } from '../../lib/mesh/snapshot';
 import type { Logger } from '../../lib/telemetry/log';
 import type { RequestOutcome } from './outcome';
 import type { RequestInfo } from './types';
@@ -31,6 +32,8 @@ function isoTime(ms: number): string {
   return `${isoPrefix}${milli < 10 ? '00' : milli < 100 ? '0' : ''}${milli}Z`;
 }
 
+const NO_WORKLOAD = {};
+
 /** `,"key":"value"` with JSON escaping, or nothing for an absent value. */
 function str(key: string, v: string | null | undefined): string {
   return v === undefined || v === null ? '' : `,"${key}":${JSON.stringify(v)}`;
@@ -54,11 +57,27 @@ export class AccessLog {
     this.isoTimes = this.internals[pino.symbols.timeSym] === pino.stdTimeFunctions.isoTime;
   }
 
+  // The peer fields of a workload and principal, formatted once: the same few peers make every line.
+  private readonly sources = new WeakMap<object, Map<string, string>>();
+  private readonly destinations = new WeakMap<object, Map<string, string>>();
+
+  private peerFields(cache: WeakMap<object, Map<string, string>>, side: 'src' | 'dst', view: WorkloadView | undefined, principal: string | null): string {
+    const key = view ?? NO_WORKLOAD;
+    let byPrincipal = cache.get(key);
+    if (byPrincipal === undefined) cache.set(key, (byPrincipal = new Map()));
+    const p = principal ?? '';
+    let f = byPrincipal.get(p);
+    if (f === undefined) {
+      f = str(`${side}_principal`, principal) + str(`${side}_workload`, view?.msg.name) + str(`${side}_namespace`, view?.msg.namespace);
+      // Bounded: principals come from certificates the mesh issued, but a long-lived view must not collect without limit.
+      if (byPrincipal.size < 1024) byPrincipal.set(p, f);
+    }
+    return f;
+  }
+
   write(info: RequestInfo, o: RequestOutcome): void {
     if (!this.log.isLevelEnabled('info')) return;
     const p = this.internals;
-    const src = info.source?.msg;
-    const dst = o.destination?.msg;
     const line =
       `{"level":30${this.isoTimes ? `,"time":"${isoTime(Date.now())}"` : p[pino.symbols.timeSym]()}${p[pino.symbols.chindingsSym]}` +
       `,"start_time":"${isoTime(o.startTime)}"` +
@@ -75,12 +94,8 @@ export class AccessLog {
       str('request_id', info.requestId === undefined ? undefined : cap(info.requestId)) +
       str('trace_id', o.traceId) +
       str('src_addr', info.sourceAddress) +
-      str('src_principal', info.sourcePrincipal) +
-      str('src_workload', src?.name) +
-      str('src_namespace', src?.namespace) +
-      str('dst_principal', o.destinationPrincipal) +
-      str('dst_workload', dst?.name) +
-      str('dst_namespace', dst?.namespace) +
+      this.peerFields(this.sources, 'src', info.source, info.sourcePrincipal) +
+      this.peerFields(this.destinations, 'dst', o.destination, o.destinationPrincipal) +
       str('dst_service', info.destinationService.hostname) +
       `,"msg":"request complete"}\n`;
     p[pino.symbols.streamSym].write(line);
