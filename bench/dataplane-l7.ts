@@ -1,5 +1,5 @@
-// L7 data plane overhead: no mesh vs Ambit L4 (ztunnels only) vs Ambit with a waypoint, side by
-// side in ONE run, on a local 2-host `ambit dev` cluster the bench brings up itself (unique name,
+// L7 data plane overhead: no mesh vs Ambit L4 (ztunnels only) vs Ambit with a waypoint (HTTP port,
+// and a TCP port the waypoint only carries as bytes), side by side in ONE run, on a local 2-host `ambit dev` cluster the bench brings up itself (unique name,
 // its own state dir) and always tears down (normal end, error, deadline, SIGINT/SIGTERM).
 //
 //   nomesh   : client pod (node1) -> server pod (node2)                 namespace bench-plain (not enrolled), to the pod IP
@@ -8,6 +8,10 @@
 //   waypoint : client pod (node1) -> ztunnel node1 -> HBONE -> waypoint pod (--waypoint-node, default node2;
 //              `ambit waypoint` in its own netns, L7) -> HBONE -> ztunnel node2 -> server pod (node2)
 //                                                                       namespace bench-wp (ambient + istio.io/use-waypoint), to the Service VIP
+//   wptcp    : the same path, client, server and waypoint as `waypoint`, but to the VIP of a second Service
+//              (bench-wp/raw, port 8080 with appProtocol: tcp, same server pod): the waypoint carries the
+//              bytes between its two HBONE legs without parsing HTTP. waypoint - wptcp is the waypoint's HTTP
+//              processing; wptcp - l4 the extra hop through a Node process; wptcp's waypoint CPU the floor.
 //
 // Same hosts, same programs (dataplane-l4-pod.js server / load), same commands; only the
 // namespace (and the address: a Service VIP where a mesh can resolve one) differs. Measured:
@@ -16,8 +20,9 @@
 // waypoint process and of both ztunnels (/proc/<pid>/stat over the measured window).
 //
 // Before measuring, the path is checked: the ztunnels' istio_tcp_connections_opened_total grows for
-// the mesh namespaces only, and the waypoint's istio_requests_total (its :15020 in its pod netns)
-// grows for the waypoint namespace only. Runs of the three modes rotate (ABC, BCA, CAB, ...);
+// the mesh namespaces only, the waypoint's istio_requests_total (its :15020 in its pod netns) grows
+// for the waypoint mode only, and its istio_tcp_connections_opened_total for Service raw for the
+// wptcp mode only. --modes picks the modes (default all four); they rotate (ABCD, BCDA, ...);
 // every figure is the median over --repeats runs. Each measured window waits for the machine to go
 // quiet first; a window where processes outside the cluster used more than --idle-threshold cores
 // is retried (--retries) and otherwise marked "disturbed". --cpu-prof DIR writes V8 profiles of the
@@ -37,10 +42,13 @@ import {
 } from './dataplane-common';
 
 const USAGE = `usage: node dist/bench/dataplane-l7.js [flags]
-L7 data plane: no mesh vs Ambit L4 vs Ambit with a waypoint on a local 2-host cluster (root).`;
+L7 data plane: no mesh vs Ambit L4 vs Ambit with a waypoint (HTTP port, and a TCP port) on a local 2-host cluster (root).
+--modes: comma list of nomesh, l4, waypoint (HTTP port through the waypoint), wptcp (appProtocol tcp port through the same waypoint).`;
 
 const F = parseFlags(
   {
+    /** Comma list of the modes to run, rotated per repeat in this canonical order: nomesh, l4, waypoint, wptcp. */
+    modes: 'nomesh,l4,waypoint,wptcp',
     repeats: 3,
     rate: 1000,
     latencySeconds: 10,
@@ -56,7 +64,7 @@ const F = parseFlags(
     timeout: 900,
     json: '',
     cpuProf: '',
-    /** DIR: Linux perf on the waypoint process over each waypoint-mode measured window (native and kernel time, syscalls per request). */
+    /** DIR: Linux perf on the waypoint process over each measured window of the waypoint and wptcp modes (native and kernel time, syscalls per request). */
     perf: '',
     logLevel: 'info',
   },
@@ -64,10 +72,22 @@ const F = parseFlags(
 );
 
 const POD_TOOL = path.join(__dirname, 'dataplane-l4-pod.js');
-const MODES = ['nomesh', 'l4', 'waypoint'] as const;
-type Mode = (typeof MODES)[number];
-const NS: Record<Mode, string> = { nomesh: 'bench-plain', l4: 'bench-l4', waypoint: 'bench-wp' };
-const TITLE: Record<Mode, string> = { nomesh: 'no mesh', l4: 'Ambit L4', waypoint: 'Ambit + waypoint' };
+const ALL_MODES = ['nomesh', 'l4', 'waypoint', 'wptcp'] as const;
+type Mode = (typeof ALL_MODES)[number];
+/** The selected modes (--modes), in the canonical order: the rotation starts from it. */
+const MODES: Mode[] = (() => {
+  const want = F.modes.split(',').map((x) => x.trim()).filter(Boolean);
+  const bad = want.filter((x) => !(ALL_MODES as readonly string[]).includes(x));
+  if (bad.length || !want.length) throw new Error(`--modes: ${bad.length ? `unknown mode(s) ${bad.join(', ')}` : 'empty'}; pick from ${ALL_MODES.join(',')}`);
+  return ALL_MODES.filter((m) => want.includes(m));
+})();
+const has = (m: Mode) => MODES.includes(m);
+const NS: Record<Mode, string> = { nomesh: 'bench-plain', l4: 'bench-l4', waypoint: 'bench-wp', wptcp: 'bench-wp' };
+const TITLE: Record<Mode, string> = { nomesh: 'no mesh', l4: 'Ambit L4', waypoint: 'Ambit + waypoint', wptcp: 'Ambit + waypoint, TCP port' };
+/** The Service each mesh mode sends to (its VIP); no mesh sends to the server pod's IP. */
+const SERVICE: Record<Mode, string> = { nomesh: '', l4: 'http', waypoint: 'http', wptcp: 'raw' };
+/** The modes whose traffic goes through the waypoint (profiled with --cpu-prof, perf-recorded with --perf). */
+const THROUGH_WAYPOINT: readonly Mode[] = ['waypoint', 'wptcp'];
 const GATEWAY = 'waypoint';
 const WAYPOINT_POD = waypointPodName(GATEWAY);
 const WAYPOINT_METRICS = 'http://127.0.0.1:15020/metrics';
@@ -168,7 +188,10 @@ async function metricsOf(p: Proxy): Promise<string> {
   return r.body;
 }
 
-/** What the path check compares: ztunnel connections opened, waypoint requests per destination namespace. */
+/**
+ * What the path check compares: ztunnel connections opened, waypoint requests per destination
+ * namespace, and the waypoint's opaque TCP connections (all, and to Service bench-wp/raw).
+ */
 async function pathCounters(): Promise<Record<string, number>> {
   const [z1, z2, wp] = await Promise.all([metricsOf(ztunnels[0]), metricsOf(ztunnels[1]), metricsOf(waypoint)]);
   const out: Record<string, number> = {
@@ -176,10 +199,17 @@ async function pathCounters(): Promise<Record<string, number>> {
     [`${ztunnels[1].key} opened (destination)`]: metric(z2, 'istio_tcp_connections_opened_total', { reporter: 'destination' }),
     'waypoint requests (all)': metric(wp, 'istio_requests_total'),
   };
-  for (const m of MODES) out[`waypoint requests to ${NS[m]}`] = metric(wp, 'istio_requests_total', { destination_service_namespace: NS[m] });
+  for (const ns of new Set(ALL_MODES.map((m) => NS[m]))) out[`waypoint requests to ${ns}`] = metric(wp, 'istio_requests_total', { destination_service_namespace: ns });
   out['waypoint 200s to bench-wp'] = metric(wp, 'istio_requests_total', { destination_service_namespace: NS.waypoint, response_code: '200' });
+  out['waypoint TCP opened (all)'] = metric(wp, 'istio_tcp_connections_opened_total', { reporter: 'waypoint' });
+  out[RAW_OPENED] = metric(wp, 'istio_tcp_connections_opened_total', rawLabels);
+  out[RAW_CLOSED] = metric(wp, 'istio_tcp_connections_closed_total', rawLabels);
   return out;
 }
+
+const rawLabels = { reporter: 'waypoint', destination_service_name: SERVICE.wptcp, destination_service_namespace: NS.wptcp };
+const RAW_OPENED = `waypoint TCP opened to ${NS.wptcp}/${SERVICE.wptcp}`;
+const RAW_CLOSED = `waypoint TCP closed to ${NS.wptcp}/${SERVICE.wptcp}`;
 
 function counterDelta(a: Record<string, number>, b: Record<string, number>): Record<string, number> {
   return Object.fromEntries(Object.keys(b).map((k) => [k, b[k] - (a[k] ?? 0)]));
@@ -198,6 +228,8 @@ interface Target {
 const targets = {} as Record<Mode, Target>;
 
 interface LoadResult {
+  /** Connections the generator opened at the start (it opens one more per reconnect). */
+  conns: number;
   scheduled: number;
   completed: number;
   errors: number;
@@ -262,8 +294,9 @@ async function loadRun(mode: Mode, rate: number, seconds: number, warmup: number
 
 /**
  * Short runs through a mode until they work (servers listening, HBONE sessions up, and for the
- * waypoint mode the ztunnel sending the service's traffic to the waypoint), then one more whose
- * counters must show the path: ztunnels for the mesh modes only, the waypoint for its namespace only.
+ * waypoint modes the ztunnel sending the service's traffic to the waypoint), then one more whose
+ * counters must show the path: ztunnels for the mesh modes only; the waypoint's requests for the
+ * waypoint mode only; the waypoint's opaque TCP connections (to Service raw) for wptcp only.
  */
 async function checkPath(mode: Mode): Promise<Record<string, unknown>> {
   const end = Date.now() + 90_000;
@@ -278,8 +311,13 @@ async function checkPath(mode: Mode): Promise<Record<string, unknown>> {
     try {
       const { r, d } = await once();
       const ok = r.completed === r.scheduled && r.errors === 0;
-      if (ok && (mode !== 'waypoint' || d[`waypoint requests to ${NS.waypoint}`] >= r.completed)) break;
-      lastErr = ok ? `the waypoint counted ${d[`waypoint requests to ${NS.waypoint}`]} of ${r.completed} requests (not bound to it yet?)` : `${r.completed}/${r.scheduled} completed, ${r.errors} errors`;
+      const conns = r.conns + r.reconnects;
+      if (ok && mode === 'waypoint' && d[`waypoint requests to ${NS.waypoint}`] >= r.completed) break;
+      if (ok && mode === 'wptcp' && d[RAW_OPENED] >= conns) break;
+      if (ok && mode !== 'waypoint' && mode !== 'wptcp') break;
+      lastErr = !ok ? `${r.completed}/${r.scheduled} completed, ${r.errors} errors`
+        : mode === 'waypoint' ? `the waypoint counted ${d[`waypoint requests to ${NS.waypoint}`]} of ${r.completed} requests (not bound to it yet?)`
+          : `the waypoint counted ${d[RAW_OPENED]} TCP connections to ${NS.wptcp}/${SERVICE.wptcp} of ${conns} (not bound to it yet?)`;
     } catch (err) {
       lastErr = (err as Error).message;
     }
@@ -291,23 +329,33 @@ async function checkPath(mode: Mode): Promise<Record<string, unknown>> {
   const z2 = d[`${ztunnels[1].key} opened (destination)`];
   const wpAll = d['waypoint requests (all)'];
   const wpMine = d[`waypoint requests to ${NS.waypoint}`];
+  const tcpAll = d['waypoint TCP opened (all)'];
+  const tcpRaw = d[RAW_OPENED];
   const sent = Math.round(0.2 * 200) + r.scheduled;
+  const conns = r.conns + r.reconnects;
   const problems: string[] = [];
   if (r.completed !== r.scheduled || r.errors) problems.push(`${r.completed}/${r.scheduled} completed, ${r.errors} errors`);
   if (mode === 'nomesh' && (z1 !== 0 || z2 !== 0)) problems.push(`plain traffic went through a ztunnel (opened: node1 +${z1}, node2 +${z2})`);
   if (mode !== 'nomesh' && z1 === 0) problems.push(`the client's ztunnel opened no connection (node1 source +${z1})`);
   if (mode === 'l4' && z2 === 0) problems.push(`the server's ztunnel opened no connection (node2 destination +${z2})`);
-  if (mode !== 'waypoint' && wpAll !== 0) problems.push(`the waypoint counted ${wpAll} requests of ${mode} traffic`);
+  if (mode !== 'waypoint' && mode !== 'wptcp' && wpAll !== 0) problems.push(`the waypoint counted ${wpAll} requests of ${mode} traffic`);
   if (mode === 'waypoint' && (wpMine !== sent || wpAll !== wpMine || d['waypoint 200s to bench-wp'] !== sent)) {
     problems.push(`the waypoint counted ${wpMine} requests to ${NS.waypoint} (${d['waypoint 200s to bench-wp']} with 200) and ${wpAll} in all; ${sent} were sent`);
   }
+  if (mode !== 'wptcp' && tcpAll !== 0) problems.push(`the waypoint counted ${tcpAll} opaque TCP connections (${tcpRaw} to ${NS.wptcp}/${SERVICE.wptcp}) of ${mode} traffic`);
+  if (mode === 'wptcp') {
+    // The TCP port must be carried as bytes: no HTTP request counted, one TCP connection per client connection.
+    if (wpAll !== 0) problems.push(`the waypoint parsed HTTP on the TCP port: it counted ${wpAll} requests (${wpMine} to ${NS.wptcp}); expected none`);
+    if (tcpRaw < conns) problems.push(`the waypoint counted ${tcpRaw} TCP connections to ${NS.wptcp}/${SERVICE.wptcp}; the client opened ${conns}`);
+    if (tcpAll !== tcpRaw) problems.push(`the waypoint counted ${tcpAll} TCP connections in all, ${tcpRaw} of them to ${NS.wptcp}/${SERVICE.wptcp}`);
+  }
   if (problems.length) throw new Error(`path check of ${mode} failed: ${problems.join('; ')}`);
-  log(`${mode}: path checked: ${sent} requests; ${Object.entries(d).filter(([, v]) => v !== 0).map(([k, v]) => `${k} +${v}`).join(', ') || 'no ztunnel or waypoint counter moved'}`);
-  return { requestsSent: sent, counterDeltas: d };
+  log(`${mode}: path checked: ${sent} requests on ${conns} connections; ${Object.entries(d).filter(([, v]) => v !== 0).map(([k, v]) => `${k} +${v}`).join(', ') || 'no ztunnel or waypoint counter moved'}`);
+  return { requestsSent: sent, clientConnections: conns, counterDeltas: d };
 }
 
 // ---------------------------------------------------------------------------------------
-// --perf DIR: Linux perf on the waypoint over each waypoint-mode measured window. A V8 profile
+// --perf DIR: Linux perf on the waypoint over each measured window of the modes through it (waypoint, wptcp). A V8 profile
 // sees only the main thread's JS and the native code JS calls; perf sees everything the process
 // costs: kernel (socket I/O, epoll, wake-ups), OpenSSL, nghttp2, llhttp, V8 and its GC, libc.
 // JIT-compiled JS shows as [JIT] (the pod's node has no --perf-basic-prof).
@@ -379,7 +427,8 @@ function perfSummary(out: string, requests: number): Record<string, unknown> {
 // ---------------------------------------------------------------------------------------
 // CPU profiles (--cpu-prof DIR): the ztunnels through the preloaded cpu-profile-preload.js
 // (SIGUSR2), the waypoint through its inspector (SIGUSR1 opens it on 127.0.0.1:9229 in its pod
-// netns; the pod tool's `cpuprof` drives V8's profiler over it), over each mesh mode's runs.
+// netns; the pod tool's `cpuprof` drives V8's profiler over it), over each mesh mode's runs (the
+// waypoint over the runs of the modes through it).
 
 const profiles: Record<string, Record<string, unknown>> = {};
 
@@ -389,7 +438,7 @@ async function profiled<T>(scenario: string, mode: Mode, fn: () => Promise<T>): 
   const wpFile = path.join(dir, `waypoint-${scenario}.cpuprofile`);
   let helper: ChildProcess | undefined;
   let helperDone: Promise<unknown> | undefined;
-  if (mode === 'waypoint') {
+  if (THROUGH_WAYPOINT.includes(mode)) {
     let started!: () => void;
     const profiling = new Promise<void>((r) => (started = r));
     helperDone = inPod(waypoint, [process.execPath, '--experimental-websocket', '--no-warnings', POD_TOOL, 'cpuprof', '--port', String(INSPECTOR_PORT), '--out', wpFile], 600_000, (line) => {
@@ -409,7 +458,7 @@ async function profiled<T>(scenario: string, mode: Mode, fn: () => Promise<T>): 
     helper?.kill('SIGTERM');
     await helperDone;
     profiles[scenario] = await collectProfiles(dir, scenario, ztunnels.map((z) => ({ pid: z.pid, name: z.key })), 40);
-    if (mode === 'waypoint') profiles[scenario].waypoint = fs.existsSync(wpFile) ? { file: wpFile, ...profileTop(wpFile, 60) } : { error: 'the waypoint profiler wrote no profile' };
+    if (THROUGH_WAYPOINT.includes(mode)) profiles[scenario].waypoint = fs.existsSync(wpFile) ? { file: wpFile, ...profileTop(wpFile, 60) } : { error: 'the waypoint profiler wrote no profile' };
   }
 }
 
@@ -466,6 +515,13 @@ runBench('dataplane-l7', F.timeout * 1000, async () => {
     apiVersion: 'v1', kind: 'Service', metadata: { name: 'http', namespace: ns },
     spec: { selector: { app: 'http' }, ports: [{ name: 'http', port: PORT, targetPort: PORT }] },
   });
+  // wptcp: a second Service on the same server pod whose port is declared opaque TCP (Istio's
+  // explicit protocol selection), so the waypoint carries its bytes without detecting or parsing HTTP.
+  // Always applied (like the waypoint), so the waypoint mode runs with it present.
+  const rawService = {
+    apiVersion: 'v1', kind: 'Service', metadata: { name: SERVICE.wptcp, namespace: NS.wptcp },
+    spec: { selector: { app: 'http' }, ports: [{ name: 'raw', port: PORT, targetPort: PORT, appProtocol: 'tcp' }] },
+  };
   await withAdmin(clusterPaths({ dir: clusterDir }), async (c) => {
     await c.apply([
       { apiVersion: 'v1', kind: 'Namespace', metadata: { name: NS.nomesh } },
@@ -473,24 +529,33 @@ runBench('dataplane-l7', F.timeout * 1000, async () => {
       { apiVersion: 'v1', kind: 'Namespace', metadata: { name: NS.waypoint, labels: { [LABEL_DATAPLANE_MODE]: 'ambient' } } },
       service(NS.l4),
       service(NS.waypoint),
+      rawService,
       gw,
     ]);
     await c.apply([{ apiVersion: 'v1', kind: 'Namespace', metadata: { name: NS.waypoint, labels: { [LABEL_DATAPLANE_MODE]: 'ambient', [LABEL_USE_WAYPOINT]: GATEWAY } } }]);
   });
   const vips = await withAdmin(clusterPaths({ dir: clusterDir }), async (c) => {
     const out: Partial<Record<Mode, string>> = {};
-    for (const m of ['l4', 'waypoint'] as const) {
-      const s = (await c.list('Service', NS[m])).find((x) => x.metadata.name === 'http');
+    for (const m of ['l4', 'waypoint', 'wptcp'] as const) {
+      const s = (await c.list('Service', NS[m])).find((x) => x.metadata.name === SERVICE[m]);
       const ip = (s?.spec as { clusterIP?: string } | undefined)?.clusterIP;
-      if (!ip) throw new Error(`Service ${NS[m]}/http has no clusterIP`);
+      if (!ip) throw new Error(`Service ${NS[m]}/${SERVICE[m]} has no clusterIP`);
       out[m] = ip;
     }
     return out;
   });
 
-  // Traffic pods: the same programs in each namespace; client on node1, server on node2.
+  // Traffic pods: the same programs in each namespace; client on node1, server on node2. Only in the
+  // namespaces of the selected modes; waypoint and wptcp share the pods of bench-wp.
+  const podsByNs = new Map<string, { client: PodInfo; server: PodInfo }>();
   for (const mode of MODES) {
     const ns = NS[mode];
+    const same = podsByNs.get(ns);
+    if (same) {
+      targets[mode] = { ...same, host: vips[mode]! };
+      log(`${mode}: client ${same.client.ip} (node1) -> Service ${ns}/${SERVICE[mode]} VIP ${targets[mode].host}:${PORT} (same client and server pods as above)`);
+      continue;
+    }
     const server = await podRun({ dir: clusterDir, name: 'http', namespace: ns, node: 'node2', labels: { app: 'http' }, command: [process.execPath, POD_TOOL, 'server', '--port', String(PORT), '--size', String(F.size)], cwd: '/' });
     const client = await podRun({ dir: clusterDir, name: 'client', namespace: ns, node: 'node1', command: ['sleep', 'infinity'], cwd: '/' });
     for (const p of [client, server]) podSysctls(p);
@@ -499,8 +564,9 @@ runBench('dataplane-l7', F.timeout * 1000, async () => {
       const g = podGet({ dir: clusterDir, name: p.name, namespace: ns });
       if (g.enrolled !== want) throw new Error(`pod ${ns}/${p.name} enrolled=${g.enrolled}, expected ${want}`);
     }
+    podsByNs.set(ns, { client, server });
     targets[mode] = { client, server, host: mode === 'nomesh' ? server.ip : vips[mode]! };
-    log(`${mode}: client ${client.ip} (node1) -> ${mode === 'nomesh' ? 'pod' : `Service ${ns}/http VIP`} ${targets[mode].host}:${PORT} (server pod ${server.ip} on node2); enrolled: ${want}`);
+    log(`${mode}: client ${client.ip} (node1) -> ${mode === 'nomesh' ? 'pod' : `Service ${ns}/${SERVICE[mode]} VIP`} ${targets[mode].host}:${PORT} (server pod ${server.ip} on node2); enrolled: ${want}`);
   }
 
   // The waypoint: Programmed (as `ambit waypoint status --wait` reports it), and its process.
@@ -521,7 +587,7 @@ runBench('dataplane-l7', F.timeout * 1000, async () => {
       client: 'node1', server: 'node2', waypointNode: waypoint.pod.node,
       waypoint: { pod: `${NS.waypoint}/${WAYPOINT_POD}`, ip: waypoint.pod.ip, pid: waypoint.pid },
       ztunnels: Object.fromEntries(ztunnels.map((z) => [z.key, z.pid])),
-      modes: Object.fromEntries(MODES.map((m) => [m, { namespace: NS[m], target: `${targets[m].host}:${PORT}`, serverPod: targets[m].server.ip }])),
+      modes: Object.fromEntries(MODES.map((m) => [m, { namespace: NS[m], ...(SERVICE[m] ? { service: SERVICE[m] } : {}), target: `${targets[m].host}:${PORT}`, serverPod: targets[m].server.ip }])),
       waypointStatus: st.out,
     },
   };
@@ -542,12 +608,12 @@ runBench('dataplane-l7', F.timeout * 1000, async () => {
     }
   }
 
-  // Latency at a fixed rate, CPU per 1,000 requests: modes rotate (ABC, BCA, CAB, ...).
+  // Latency at a fixed rate, CPU per 1,000 requests: the selected modes rotate (ABCD, BCDA, CDAB, ...).
   const runs: Array<{ mode: Mode; rep: number; attempts: Array<Attempt<LatencyRun>> }> = [];
   for (let rep = 0; rep < F.repeats; rep++) {
     const order = MODES.map((_m, i) => MODES[(i + rep) % MODES.length]);
     for (const mode of order) {
-      const perfOut = F.perf && mode === 'waypoint' ? path.join(path.resolve(F.perf), `waypoint-perf-${rep + 1}`) : undefined;
+      const perfOut = F.perf && THROUGH_WAYPOINT.includes(mode) ? path.join(path.resolve(F.perf), `${mode}-perf-${rep + 1}`) : undefined;
       const attempts = await profiled(`latency-${mode}-${rep + 1}`, mode, () => measured(`latency ${mode} #${rep + 1}`, (w) => loadRun(mode, F.rate, F.latencySeconds, F.warmup, w, perfOut)));
       runs.push({ mode, rep, attempts });
       const a = attempts[0].value;
@@ -576,34 +642,82 @@ runBench('dataplane-l7', F.timeout * 1000, async () => {
       disturbedRuns: used(mode).filter((x) => x.disturbed).length,
     };
   };
-  const m = Object.fromEntries(MODES.map((x) => [x, med(x)])) as Record<Mode, ReturnType<typeof med>>;
-  const diff = (a: Mode, b: Mode, f: (x: ReturnType<typeof med>) => Record<string, number>) => Object.fromEntries(keys.map((k) => [k, f(m[a])[k] - f(m[b])[k]]));
-  const ratio = (a: Mode, b: Mode) => Object.fromEntries(keys.map((k) => [k, round(m[a].latencyUs[k] / m[b].latencyUs[k], 2)]));
-  // Per repeat (the three modes of a repeat run within about a minute), to show the spread.
+  type Med = ReturnType<typeof med>;
+  const m = Object.fromEntries(MODES.map((x) => [x, med(x)])) as Partial<Record<Mode, Med>>;
+  // A derived figure is null in the JSON (n/a in the table) when one of its modes was not selected (--modes).
+  const diff = (a: Mode, b: Mode, f: (x: Med) => Record<string, number>) => {
+    const x = m[a];
+    const y = m[b];
+    return x && y ? Object.fromEntries(keys.map((k) => [k, f(x)[k] - f(y)[k]])) : null;
+  };
+  const ratio = (a: Mode, b: Mode) => {
+    const x = m[a];
+    const y = m[b];
+    return x && y ? Object.fromEntries(keys.map((k) => [k, round(x.latencyUs[k] / y.latencyUs[k], 2)])) : null;
+  };
+  const cpuDiff = (a: number | null | undefined, b: number | null | undefined) => (a != null && b != null ? round(a - b, 3) : null);
+  // Per repeat (the modes of a repeat run within about a minute), to show the spread.
   const pairs = Array.from({ length: F.repeats }, (_v, rep) => {
-    const v = (mode: Mode) => runs.find((r) => r.rep === rep && r.mode === mode)!.attempts[0].value;
+    const v = (mode: Mode) => runs.find((r) => r.rep === rep && r.mode === mode)?.attempts[0].value;
+    const d = (a: Mode, b: Mode, f: (x: LatencyRun) => number) => {
+      const x = v(a);
+      const y = v(b);
+      return x && y ? f(x) - f(y) : null;
+    };
+    const p50 = (x: LatencyRun) => x.latencyUs.p50;
     return {
       rep: rep + 1,
       order: MODES.map((_m, i) => MODES[(i + rep) % MODES.length]).join(','),
-      l4AddedP50Us: v('l4').latencyUs.p50 - v('nomesh').latencyUs.p50,
-      waypointAddedP50Us: v('waypoint').latencyUs.p50 - v('nomesh').latencyUs.p50,
-      waypointHopP50Us: v('waypoint').latencyUs.p50 - v('l4').latencyUs.p50,
-      waypointHopServiceP50Us: v('waypoint').serviceUs.p50 - v('l4').serviceUs.p50,
-      waypointCpuSPer1000Req: v('waypoint').cpuSPer1000Req.waypoint,
+      l4AddedP50Us: d('l4', 'nomesh', p50),
+      waypointAddedP50Us: d('waypoint', 'nomesh', p50),
+      waypointHopP50Us: d('waypoint', 'l4', p50),
+      waypointHopServiceP50Us: d('waypoint', 'l4', (x) => x.serviceUs.p50),
+      waypointCpuSPer1000Req: v('waypoint')?.cpuSPer1000Req.waypoint ?? null,
+      wptcpAddedP50Us: d('wptcp', 'nomesh', p50),
+      wptcpHopP50Us: d('wptcp', 'l4', p50),
+      waypointHttpP50Us: d('waypoint', 'wptcp', p50),
+      wptcpCpuSPer1000Req: v('wptcp')?.cpuSPer1000Req.waypoint ?? null,
+      waypointHttpCpuSPer1000Req: cpuDiff(v('waypoint')?.cpuSPer1000Req.waypoint, v('wptcp')?.cpuSPer1000Req.waypoint),
     };
   });
   const hop = diff('waypoint', 'l4', (x) => x.latencyUs);
-  const wpCpu = m.waypoint.cpuSPer1000Req.waypoint;
+  const wpCpu = m.waypoint?.cpuSPer1000Req.waypoint ?? null;
+  const tcpCpu = m.wptcp?.cpuSPer1000Req.waypoint ?? null;
+  const mainCpu = (x: Med | undefined) => (x?.waypointThreadsCpuSPer1000Req.main ? round(x.waypointThreadsCpuSPer1000Req.main.user + x.waypointThreadsCpuSPer1000Req.main.system, 3) : null);
   result.latency = {
     tool: `dataplane-l4-pod.js load: open-loop ${F.rate} req/s, POST ${F.size} B -> ${F.size} B, ${F.conns} keep-alive HTTP/1.1 connections, ${F.warmup} s warm-up + ${F.latencySeconds} s measured; latency from the scheduled send time`,
+    modes: MODES,
     ...m,
-    addedUs: { l4: diff('l4', 'nomesh', (x) => x.latencyUs), waypoint: diff('waypoint', 'nomesh', (x) => x.latencyUs), waypointHop: hop },
-    addedServiceUs: { l4: diff('l4', 'nomesh', (x) => x.serviceUs), waypoint: diff('waypoint', 'nomesh', (x) => x.serviceUs), waypointHop: diff('waypoint', 'l4', (x) => x.serviceUs) },
-    ratio: { l4: ratio('l4', 'nomesh'), waypoint: ratio('waypoint', 'nomesh'), waypointToL4: ratio('waypoint', 'l4') },
+    addedUs: {
+      l4: diff('l4', 'nomesh', (x) => x.latencyUs), waypoint: diff('waypoint', 'nomesh', (x) => x.latencyUs), waypointHop: hop,
+      wptcp: diff('wptcp', 'nomesh', (x) => x.latencyUs), wptcpHop: diff('wptcp', 'l4', (x) => x.latencyUs), waypointHttp: diff('waypoint', 'wptcp', (x) => x.latencyUs),
+    },
+    addedServiceUs: {
+      l4: diff('l4', 'nomesh', (x) => x.serviceUs), waypoint: diff('waypoint', 'nomesh', (x) => x.serviceUs), waypointHop: diff('waypoint', 'l4', (x) => x.serviceUs),
+      wptcp: diff('wptcp', 'nomesh', (x) => x.serviceUs), wptcpHop: diff('wptcp', 'l4', (x) => x.serviceUs), waypointHttp: diff('waypoint', 'wptcp', (x) => x.serviceUs),
+    },
+    ratio: { l4: ratio('l4', 'nomesh'), waypoint: ratio('waypoint', 'nomesh'), waypointToL4: ratio('waypoint', 'l4'), wptcp: ratio('wptcp', 'nomesh'), wptcpToL4: ratio('wptcp', 'l4') },
+    derived: {
+      /** waypoint - wptcp: what the waypoint's HTTP processing costs on top of carrying the bytes. */
+      waypointHttpProcessing: {
+        cpuSPer1000Req: cpuDiff(wpCpu, tcpCpu),
+        mainThreadCpuSPer1000Req: cpuDiff(mainCpu(m.waypoint), mainCpu(m.wptcp)),
+        latencyUs: diff('waypoint', 'wptcp', (x) => x.latencyUs),
+        serviceUs: diff('waypoint', 'wptcp', (x) => x.serviceUs),
+      },
+      /** wptcp: the waypoint's CPU when it only carries the bytes between its two HBONE legs. */
+      waypointByteFloor: {
+        cpuSPer1000Req: tcpCpu,
+        mainThreadCpuSPer1000Req: mainCpu(m.wptcp),
+        shareOfWaypointMode: tcpCpu != null && wpCpu ? round(tcpCpu / wpCpu, 3) : null,
+        /** wptcp - l4: the extra HBONE hop through the waypoint process, without HTTP. */
+        hopOverL4Us: diff('wptcp', 'l4', (x) => x.latencyUs),
+      },
+    },
     pairs,
     targets: {
-      waypointCpuPer1000Req: { maxCpuS: 0.25, valueCpuS: wpCpu, perRepeat: pairs.map((p) => p.waypointCpuSPer1000Req), met: wpCpu <= 0.25 },
-      waypointHopAddedP50: { maxUs: 1000, valueUs: hop.p50, perRepeat: pairs.map((p) => p.waypointHopP50Us), met: hop.p50 <= 1000 },
+      waypointCpuPer1000Req: { maxCpuS: 0.25, valueCpuS: wpCpu, perRepeat: pairs.map((p) => p.waypointCpuSPer1000Req), met: wpCpu == null ? null : wpCpu <= 0.25 },
+      waypointHopAddedP50: { maxUs: 1000, valueUs: hop?.p50 ?? null, perRepeat: pairs.map((p) => p.waypointHopP50Us), met: hop ? hop.p50 <= 1000 : null },
     },
     runs: runs.map((r) => ({ mode: r.mode, rep: r.rep + 1, ...r.attempts[0].value, window: r.attempts[0].window, disturbed: r.attempts[0].disturbed, discardedAttempts: r.attempts.slice(1).map((x) => ({ window: x.window, latencyUs: x.value.latencyUs })) })),
   };
@@ -618,6 +732,8 @@ runBench('dataplane-l7', F.timeout * 1000, async () => {
     requestsToBenchWp: metric(wpMetrics, 'istio_requests_total', { destination_service_namespace: NS.waypoint }),
     requestsAll: metric(wpMetrics, 'istio_requests_total'),
     non200: metric(wpMetrics, 'istio_requests_total') - metric(wpMetrics, 'istio_requests_total', { response_code: '200' }),
+    tcpConnectionsToRaw: { opened: metric(wpMetrics, 'istio_tcp_connections_opened_total', rawLabels), closed: metric(wpMetrics, 'istio_tcp_connections_closed_total', rawLabels) },
+    tcpConnectionsAll: metric(wpMetrics, 'istio_tcp_connections_opened_total', { reporter: 'waypoint' }),
     restarts: podGet({ dir: clusterDir, name: WAYPOINT_POD, namespace: NS.waypoint }).restarts,
   };
   result.logs = {
@@ -640,46 +756,89 @@ function report(r: Record<string, unknown>): void {
     latencyUs: Record<string, number>; serviceUs: Record<string, number>; cpuSPer1000Req: Record<string, number>; disturbedRuns: number; completed: number; scheduled: number; errors: number;
     waypointThreadsCpuSPer1000Req: Record<string, { user: number; system: number }>;
   };
-  const l = r.latency as Record<Mode, Med> & {
-    addedUs: Record<string, Record<string, number>>; addedServiceUs: Record<string, Record<string, number>>; ratio: Record<string, Record<string, number>>;
-    targets: { waypointCpuPer1000Req: { met: boolean }; waypointHopAddedP50: { met: boolean } };
+  type Figures = Record<string, Record<string, number> | null>;
+  const l = r.latency as Partial<Record<Mode, Med>> & {
+    addedUs: Figures; addedServiceUs: Figures; ratio: Figures;
+    targets: { waypointCpuPer1000Req: { met: boolean | null }; waypointHopAddedP50: { met: boolean | null } };
+    derived: {
+      waypointHttpProcessing: { cpuSPer1000Req: number | null; mainThreadCpuSPer1000Req: number | null; latencyUs: Record<string, number> | null; serviceUs: Record<string, number> | null };
+      waypointByteFloor: { cpuSPer1000Req: number | null; shareOfWaypointMode: number | null; hopOverL4Us: Record<string, number> | null };
+    };
   };
+  const M = (mode: Mode) => l[mode]!;
   const mem = r.memoryAfterTraffic as Record<string, { rssMiB: number; hwmMiB: number }>;
+  const NA = 'n/a';
   const sign = (n: number) => (n >= 0 ? `+${n}` : `${n}`);
-  const rows: string[][] = [['', TITLE.nomesh, TITLE.l4, TITLE.waypoint, 'L4 / no mesh', 'waypoint / no mesh', 'added by L4', 'added with waypoint', 'waypoint hop (waypoint - L4)', 'target']];
+  const us = (f: Record<string, number> | null, k: string) => (f ? `${sign(f[k])} us` : NA);
+  const us2 = (f: Record<string, number> | null) => (f ? `${sign(f.p50)} / ${sign(f.p99)} us` : NA);
+  const x = (f: Record<string, number> | null, k: string) => (f ? `x${f[k]}` : NA);
+  const met = (v: boolean | null) => (v == null ? NA : v ? 'met' : 'NOT met');
+  /** The waypoint's CPU per 1,000 requests split: main thread user + system, other threads. */
+  const split = (mode: Mode) => {
+    const th = M(mode).waypointThreadsCpuSPer1000Req;
+    const others = Object.entries(th).filter(([k]) => k !== 'main').reduce((n, [, v]) => n + v.user + v.system, 0);
+    return `${th.main?.user ?? '?'} + ${th.main?.system ?? '?'}, ${round(others, 3)}`;
+  };
+  const through = (mode: Mode) => THROUGH_WAYPOINT.includes(mode);
+  /** The six columns after the modes' (ratios, added, hop, target), empty. */
+  const blank = ['', '', '', '', '', ''];
+  const rows: string[][] = [['', ...MODES.map((m) => TITLE[m]), 'L4 / no mesh', 'waypoint / no mesh', 'added by L4', 'added with waypoint', 'waypoint hop (waypoint - L4)', 'target']];
   for (const k of ['p50', 'p90', 'p99']) {
     rows.push([
-      `latency ${k} @ ${F.rate}/s (from schedule)`, `${l.nomesh.latencyUs[k]} us`, `${l.l4.latencyUs[k]} us`, `${l.waypoint.latencyUs[k]} us`,
-      `x${l.ratio.l4[k]}`, `x${l.ratio.waypoint[k]}`, `${sign(l.addedUs.l4[k])} us`, `${sign(l.addedUs.waypoint[k])} us`, `${sign(l.addedUs.waypointHop[k])} us`,
-      k === 'p50' ? `hop <= +1000 us: ${l.targets.waypointHopAddedP50.met ? 'met' : 'NOT met'}` : '',
+      `latency ${k} @ ${F.rate}/s (from schedule)`, ...MODES.map((m) => `${M(m).latencyUs[k]} us`),
+      x(l.ratio.l4, k), x(l.ratio.waypoint, k), us(l.addedUs.l4, k), us(l.addedUs.waypoint, k), us(l.addedUs.waypointHop, k), k === 'p50' ? `hop <= +1000 us: ${met(l.targets.waypointHopAddedP50.met)}` : '',
     ]);
   }
   rows.push([
-    'service time p50 / p99 (write -> response)', ...MODES.map((m) => `${l[m].serviceUs.p50} / ${l[m].serviceUs.p99} us`), '', '',
-    `${sign(l.addedServiceUs.l4.p50)} / ${sign(l.addedServiceUs.l4.p99)} us`, `${sign(l.addedServiceUs.waypoint.p50)} / ${sign(l.addedServiceUs.waypoint.p99)} us`,
-    `${sign(l.addedServiceUs.waypointHop.p50)} / ${sign(l.addedServiceUs.waypointHop.p99)} us`, '',
+    'service time p50 / p99 (write -> response)', ...MODES.map((m) => `${M(m).serviceUs.p50} / ${M(m).serviceUs.p99} us`),
+    '', '', us2(l.addedServiceUs.l4), us2(l.addedServiceUs.waypoint), us2(l.addedServiceUs.waypointHop), '',
   ]);
   rows.push([
-    'waypoint CPU-s per 1,000 requests', ...MODES.map((m) => (m === 'waypoint' ? `${l[m].cpuSPer1000Req.waypoint}` : `(idle) ${l[m].cpuSPer1000Req.waypoint}`)), '', '', '', '', '',
-    `<= 0.25: ${l.targets.waypointCpuPer1000Req.met ? 'met' : 'NOT met'}`,
+    'waypoint CPU-s per 1,000 requests', ...MODES.map((m) => (through(m) ? `${M(m).cpuSPer1000Req.waypoint}` : `(idle) ${M(m).cpuSPer1000Req.waypoint}`)),
+    '', '', '', '', '', `<= 0.25: ${met(l.targets.waypointCpuPer1000Req.met)}`,
   ]);
-  const th = l.waypoint.waypointThreadsCpuSPer1000Req;
-  const others = Object.entries(th).filter(([k]) => k !== 'main').reduce((n, [, v]) => n + v.user + v.system, 0);
-  rows.push([
-    '  of which main thread user + system, other threads', '', '', `${th.main?.user ?? '?'} + ${th.main?.system ?? '?'}, ${round(others, 3)}`, '', '', '', '', '', '',
-  ]);
-  rows.push(['ztunnel CPU-s per 1,000 requests', ...MODES.map((m) => `node1 ${l[m].cpuSPer1000Req['ztunnel-node1']}, node2 ${l[m].cpuSPer1000Req['ztunnel-node2']}`), '', '', '', '', '', '']);
-  rows.push(['completed / scheduled (errors)', ...MODES.map((m) => `${l[m].completed}/${l[m].scheduled} (${l[m].errors})`), '', '', '', '', '', '']);
-  rows.push(['RSS after the traffic (peak), MiB', '', `ztunnels ${mem['ztunnel-node1'].rssMiB} (${mem['ztunnel-node1'].hwmMiB}) / ${mem['ztunnel-node2'].rssMiB} (${mem['ztunnel-node2'].hwmMiB})`, `waypoint ${mem.waypoint.rssMiB} (${mem.waypoint.hwmMiB})`, '', '', '', '', '', '']);
+  rows.push(['  of which main thread user + system, other threads', ...MODES.map((m) => (through(m) ? split(m) : '')), ...blank]);
+  rows.push(['ztunnel CPU-s per 1,000 requests', ...MODES.map((m) => `node1 ${M(m).cpuSPer1000Req['ztunnel-node1']}, node2 ${M(m).cpuSPer1000Req['ztunnel-node2']}`), ...blank]);
+  rows.push(['completed / scheduled (errors)', ...MODES.map((m) => `${M(m).completed}/${M(m).scheduled} (${M(m).errors})`), ...blank]);
+  // RSS: the ztunnels' under L4 (else the first mesh mode), the waypoint's under the waypoint mode (else wptcp).
+  const zCol = has('l4') ? 'l4' : MODES.find((m) => m !== 'nomesh');
+  const wCol = has('waypoint') ? 'waypoint' : has('wptcp') ? 'wptcp' : undefined;
+  const zRss = `ztunnels ${mem['ztunnel-node1'].rssMiB} (${mem['ztunnel-node1'].hwmMiB}) / ${mem['ztunnel-node2'].rssMiB} (${mem['ztunnel-node2'].hwmMiB})`;
+  const wRss = `waypoint ${mem.waypoint.rssMiB} (${mem.waypoint.hwmMiB})`;
+  if (zCol || wCol) {
+    rows.push(['RSS after the traffic (peak), MiB', ...MODES.map((m) => [m === zCol ? zRss : '', m === wCol ? wRss : ''].filter(Boolean).join(', ')), ...blank]);
+  }
   const w = rows[0].map((_h, i) => Math.max(...rows.map((row) => (row[i] ?? '').length)));
   const lines = rows.map((row) => row.map((cell, i) => (cell ?? '').padEnd(w[i])).join('  ').trimEnd());
   lines.splice(1, 0, w.map((n) => '-'.repeat(n)).join('  '));
   const topo = r.topology as { waypointNode: string };
-  process.stdout.write(`\nL7 data plane, no mesh vs Ambit L4 vs Ambit with a waypoint (2 hosts; client node1, server node2, waypoint ${topo.waypointNode}; ${F.rate} req/s, ${F.size} B bodies, ${F.conns} keep-alive connections; medians of ${F.repeats} runs)\n${lines.join('\n')}\n`);
-  const disturbed = MODES.reduce((n, m) => n + l[m].disturbedRuns, 0);
+  process.stdout.write(`\nL7 data plane, ${MODES.map((m) => TITLE[m]).join(' vs ')} (2 hosts; client node1, server node2, waypoint ${topo.waypointNode}; ${F.rate} req/s, ${F.size} B bodies, ${F.conns} keep-alive connections; medians of ${F.repeats} runs)\n${lines.join('\n')}\n`);
+  // The waypoint with and without HTTP processing (waypoint vs wptcp): what the HTTP work costs, and the floor.
+  const http = l.derived.waypointHttpProcessing;
+  const floor = l.derived.waypointByteFloor;
+  const cpu = (v: number | null) => (v == null ? NA : `${v}`);
+  process.stdout.write(
+    `waypoint HTTP processing (waypoint - waypoint TCP port): CPU-s per 1,000 requests ${cpu(http.cpuSPer1000Req)} (main thread ${cpu(http.mainThreadCpuSPer1000Req)}); ` +
+      `latency p50 ${us(http.latencyUs, 'p50')}, p99 ${us(http.latencyUs, 'p99')}; service time p50 ${us(http.serviceUs, 'p50')}\n`,
+  );
+  process.stdout.write(
+    `waypoint byte-carrying floor (TCP port): CPU-s per 1,000 requests ${cpu(floor.cpuSPer1000Req)}${has('wptcp') ? ` (main thread user + system, other threads: ${split('wptcp')})` : ''}` +
+      `, ${floor.shareOfWaypointMode == null ? NA : `${Math.round(floor.shareOfWaypointMode * 100)} %`} of the waypoint mode's; ` +
+      `its hop over L4 (TCP port - L4): latency p50 ${us(floor.hopOverL4Us, 'p50')}, p99 ${us(floor.hopOverL4Us, 'p99')}\n`,
+  );
+  const disturbed = MODES.reduce((n, m) => n + M(m).disturbedRuns, 0);
   process.stdout.write(disturbed ? `disturbed by other processes (> ${F.idleThreshold} cores): ${disturbed} of ${MODES.length * F.repeats} measured windows\n` : `no measured window was disturbed by other processes (> ${F.idleThreshold} cores)\n`);
-  const pairs = (r.latency as { pairs: Array<{ rep: number; order: string; waypointHopP50Us: number; l4AddedP50Us: number; waypointCpuSPer1000Req: number }> }).pairs;
-  process.stdout.write(`per repeat (order; p50 added by L4, by the waypoint hop; waypoint CPU-s/1000 req): ${pairs.map((p) => `#${p.rep} (${p.order}) ${sign(p.l4AddedP50Us)}, ${sign(p.waypointHopP50Us)} us, ${p.waypointCpuSPer1000Req}`).join('; ')}\n`);
+  type Pair = {
+    rep: number; order: string; l4AddedP50Us: number | null; waypointHopP50Us: number | null; waypointCpuSPer1000Req: number | null;
+    wptcpHopP50Us: number | null; waypointHttpP50Us: number | null; wptcpCpuSPer1000Req: number | null;
+  };
+  const pairs = (r.latency as { pairs: Pair[] }).pairs;
+  const s = (v: number | null) => (v == null ? NA : sign(v));
+  const c = (v: number | null) => (v == null ? NA : `${v}`);
+  process.stdout.write(
+    `per repeat (order; p50 added by L4, by the waypoint hop, by the TCP-port hop (TCP port - L4), by HTTP processing (waypoint - TCP port); waypoint CPU-s/1000 req, waypoint / TCP port mode): ` +
+      `${pairs.map((p) => `#${p.rep} (${p.order}) ${s(p.l4AddedP50Us)}, ${s(p.waypointHopP50Us)}, ${s(p.wptcpHopP50Us)}, ${s(p.waypointHttpP50Us)} us, ${c(p.waypointCpuSPer1000Req)} / ${c(p.wptcpCpuSPer1000Req)}`).join('; ')}\n`,
+  );
   for (const p of (r.perf as Array<{ run: string; byArea: Array<{ area: string; pct: number }>; perRequest: Record<string, number>; topSymbols: Array<{ pct: number; what: string }> }> | undefined) ?? []) {
     process.stdout.write(`\nperf, ${p.run} (waypoint process, all threads): ${p.byArea.map((a) => `${a.area} ${a.pct}%`).join(', ')}\n`);
     process.stdout.write(`  per request: ${Object.entries(p.perRequest).map(([k, v]) => `${k} ${v}`).join(', ')} (task-clock in ms)\n`);
