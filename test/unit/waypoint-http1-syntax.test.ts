@@ -10,10 +10,21 @@ test('a plain request head is parsed: Host kept apart, names lower-cased, values
   assert.equal(h.method, 'POST');
   assert.equal(h.target, '/a?b=1');
   assert.equal(h.authority, 'web:8080');
-  assert.deepEqual(h.headers, { 'content-length': '5', 'x-thing': 'v', connection: 'close' });
+  // Connection is this hop's: read for `close`, kept out of the map.
+  assert.deepEqual(h.headers, { 'content-length': '5', 'x-thing': 'v' });
   assert.equal(h.count, 4);
   assert.equal(h.contentLength, 5);
   assert.equal(h.close, true);
+});
+
+test('a Connection field that names other fields stays in the map, so they are stripped as hop-by-hop', () => {
+  const h = parseRequestHead(head(['GET / HTTP/1.1', 'Host: a', 'Connection: keep-alive, X-Secret', 'X-Secret: s', 'Keep-Alive: timeout=5']), 100);
+  assert.ok(h);
+  assert.equal(h.close, false);
+  assert.equal(h.headers.connection, 'keep-alive, X-Secret');
+  assert.equal(h.headers['keep-alive'], undefined);
+  assert.equal(h.headers['x-secret'], 's');
+  assert.equal(parseRequestHead(head(['GET / HTTP/1.1', 'Host: a', 'Connection: close', 'Connection: close']), 100), null, 'a repeated Connection goes to node:http');
 });
 
 test('anything outside the fast subset is left to node:http (null), never guessed at', () => {
@@ -62,6 +73,13 @@ test('response heads: status line, repeated fields as arrays, HTTP/1.0', () => {
   assert.equal(r.status, 201);
   assert.deepEqual(r.headers['set-cookie'], ['a=1', 'b=2']);
   assert.equal(r.http10, false);
+  const hop = parseResponseHead(head(['HTTP/1.1 200 OK', 'Connection: keep-alive', 'Keep-Alive: timeout=5', 'Transfer-Encoding: gzip', 'Transfer-Encoding: chunked', 'X-A: 1']));
+  assert.ok(!('error' in hop));
+  assert.deepEqual(hop.headers, { 'x-a': '1' });
+  assert.deepEqual(hop.hop, { connection: ['keep-alive'], transferEncoding: ['gzip', 'chunked'] });
+  const named = parseResponseHead(head(['HTTP/1.1 200 OK', 'Connection: close, X-Internal', 'X-Internal: 1']));
+  assert.ok(!('error' in named));
+  assert.equal(named.headers.connection, 'close, X-Internal');
   const r10 = parseResponseHead(head(['HTTP/1.0 200']));
   assert.ok(!('error' in r10) && r10.http10);
   for (const bad of ['HTTP/1.1 20 OK', 'HTTP/2 200 OK', 'HTTP/1.1 200 OK\u0000', 'ICY 200 OK']) assert.ok('error' in parseResponseHead(head([bad])), bad);

@@ -71,7 +71,24 @@ export type FieldLines =
  * Parses "name: value" lines (no obs-fold, token names, clean values) into lower-case names. A
  * repeated name becomes an array and sets `duplicates`.
  */
-export function parseFieldLines(lines: readonly string[], start: number, end: number, host?: { value: string | undefined; repeated: boolean }): FieldLines {
+/**
+ * The connection-level fields of a head, kept out of its header map: they describe this hop only,
+ * and deleting them from the map later would turn it into a slow dictionary-mode object.
+ */
+export interface HopFields {
+  /** Connection values, in order. */
+  connection: string[];
+  /** Transfer-Encoding values, in order. */
+  transferEncoding: string[];
+}
+
+export function parseFieldLines(
+  lines: readonly string[],
+  start: number,
+  end: number,
+  host?: { value: string | undefined; repeated: boolean },
+  hop?: HopFields,
+): FieldLines {
   const headers: HeaderMap = {};
   let duplicates = false;
   for (let i = start; i < end; i++) {
@@ -89,6 +106,17 @@ export function parseFieldLines(lines: readonly string[], start: number, end: nu
       if (host.value !== undefined) host.repeated = true;
       host.value = value;
       continue;
+    }
+    if (hop !== undefined) {
+      if (name === 'connection') {
+        hop.connection.push(value);
+        continue;
+      }
+      if (name === 'transfer-encoding') {
+        hop.transferEncoding.push(value);
+        continue;
+      }
+      if (name === 'keep-alive' || name === 'proxy-connection') continue;
     }
     const prev = headers[name];
     if (prev === undefined) headers[name] = value;
@@ -142,10 +170,11 @@ export function parseRequestHead(head: string, maxCount: number): RequestHead | 
     if (c <= 0x20 || c >= 0x7f) return null;
   }
   const host = { value: undefined as string | undefined, repeated: false };
-  const f = parseFieldLines(lines, 1, n, host);
-  if (!f.ok || f.duplicates || host.value === undefined || host.repeated) return null;
+  const hop: HopFields = { connection: [], transferEncoding: [] };
+  const f = parseFieldLines(lines, 1, n, host, hop);
+  if (!f.ok || f.duplicates || host.value === undefined || host.repeated || hop.connection.length > 1) return null;
   const h = f.headers;
-  if (h['transfer-encoding'] !== undefined || h.expect !== undefined || h.upgrade !== undefined) return null;
+  if (hop.transferEncoding.length > 0 || h.expect !== undefined || h.upgrade !== undefined) return null;
   let contentLength = 0;
   const cl = h['content-length'];
   if (cl !== undefined) {
@@ -153,20 +182,26 @@ export function parseRequestHead(head: string, maxCount: number): RequestHead | 
     contentLength = Number(cl);
   }
   let close = false;
-  const conn = h.connection;
-  if (typeof conn === 'string') {
+  if (hop.connection.length === 1) {
+    const conn = hop.connection[0];
+    let nominates = false;
     for (const t of conn.split(',')) {
       const tok = t.trim().toLowerCase();
       if (tok === 'close') close = true;
       else if (tok === 'upgrade') return null;
+      else if (tok !== 'keep-alive' && tok !== '') nominates = true;
     }
+    // Other tokens name hop-by-hop fields the filter chain must strip: it finds them through Connection.
+    if (nominates) h.connection = conn;
   }
   return { method, target, authority: host.value, headers: h, count: f.count, contentLength, close };
 }
 
 export interface ResponseHead {
   status: number;
+  /** Without Connection, Keep-Alive, Proxy-Connection and Transfer-Encoding (see `hop`), unless Connection names other fields. */
   headers: HeaderMap;
+  hop: HopFields;
   /** HTTP/1.0 response: the connection closes afterwards unless it says keep-alive. */
   http10: boolean;
 }
@@ -178,9 +213,20 @@ export function parseResponseHead(head: string): ResponseHead | { error: string 
   const sl = lines[0];
   const m = /^HTTP\/1\.([01]) ([1-9]\d\d)(?: ([\t \x21-\x7e\x80-\xff]*))?$/.exec(sl);
   if (!m) return { error: 'malformed status line' };
-  const f = parseFieldLines(lines, 1, n);
+  const hop: HopFields = { connection: [], transferEncoding: [] };
+  const f = parseFieldLines(lines, 1, n, undefined, hop);
   if (!f.ok) return { error: f.reason };
-  return { status: Number(m[2]), headers: f.headers, http10: m[1] === '0' };
+  for (const conn of hop.connection) {
+    for (const t of conn.split(',')) {
+      const tok = t.trim().toLowerCase();
+      if (tok !== '' && tok !== 'close' && tok !== 'keep-alive') {
+        // Fields it names are hop-by-hop too; the router strips them by reading Connection.
+        f.headers.connection = hop.connection.join(', ');
+        break;
+      }
+    }
+  }
+  return { status: Number(m[2]), headers: f.headers, hop, http10: m[1] === '0' };
 }
 
 /** Whether a Connection field value asks to close; `http10`: closed by default unless keep-alive. */

@@ -307,10 +307,18 @@ export class ForwardedRequest {
   }
 
   private responseHeaders(response: UpstreamResponse): HeaderMap {
+    const routeMutation = this.route.filters.responseHeaders;
+    const backendMutation = this.backend?.responseHeaders as HeaderMutation | undefined;
+    if (!routeMutation && !backendMutation) {
+      // Stripping hop-by-hop fields loses nothing respond() reads later, so without mutations the
+      // upstream's map (fresh per response) is used as it is.
+      stripHopByHop(response.headers);
+      return response.headers;
+    }
     const h: HeaderMap = { ...response.headers };
     stripHopByHop(h);
-    applyHeaderMutation(h, this.route.filters.responseHeaders);
-    applyHeaderMutation(h, this.backend?.responseHeaders as HeaderMutation | undefined);
+    applyHeaderMutation(h, routeMutation);
+    applyHeaderMutation(h, backendMutation);
     return h;
   }
 

@@ -542,13 +542,14 @@ export class Http1ClientConnection {
   private startBody(ex: Http1ClientExchange, head: ResponseHead, rest: Buffer): void {
     const h = head.headers;
     const status = head.status;
-    if (connectionCloses(h.connection, head.http10)) this.keepAlive = false;
+    const hop = head.hop;
+    if (connectionCloses(hop.connection.length === 0 ? undefined : hop.connection, head.http10)) this.keepAlive = false;
     // RFC 9112 §6.3, in its order.
     let none = false;
     if (ex.head.method === 'HEAD' || status === 204 || status === 304) none = true;
-    else if (h['transfer-encoding'] !== undefined) {
+    else if (hop.transferEncoding.length > 0) {
       if (h['content-length'] !== undefined) return this.protocolError('both transfer-encoding and content-length');
-      if (!endsWithChunked(h['transfer-encoding'])) return this.protocolError('unsupported transfer-encoding');
+      if (!endsWithChunked(hop.transferEncoding)) return this.protocolError('unsupported transfer-encoding');
       this.mode = BodyMode.Chunked;
       this.decoder = new ChunkedDecoder(this.maxHeadBytes);
       // §6.1: chunked framing in an HTTP/1.0 message is suspect; do not trust the connection afterwards.
