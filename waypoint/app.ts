@@ -77,7 +77,14 @@ export class Waypoint {
     await this.waitForCredential();
     this.identity = this.loadIdentity();
     collectDefaultMetrics({ register: this.registry });
-    this.telemetry = new WaypointTelemetry({ registry: this.registry, log: this.log, otlpEndpoint: this.o.otlpEndpoint, serviceName: `${this.o.name}.${this.o.namespace}` });
+    this.telemetry = new WaypointTelemetry({
+      registry: this.registry,
+      log: this.log,
+      otlpEndpoint: this.o.otlpEndpoint,
+      serviceName: `${this.o.name}.${this.o.namespace}`,
+      // The log itself is batched (createLogger's buffered destination); lines reach it in batches too.
+      accessLog: { batchChars: 8192, flushMs: 250 },
+    });
     this.connector = new HboneConnector(() => this.identity);
     this.engine = new WaypointEngine({
       connector: { connect: (target, opts) => this.connector.connect(target, opts) },

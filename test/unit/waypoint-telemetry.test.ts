@@ -406,6 +406,28 @@ test('request-controlled access-log fields stay inside their JSON strings', () =
   assert.equal(lines[0].request_id, 'r"1');
 });
 
+test('batched access-log lines reach the destination whole, when the batch fills, on flush and on a timer', async () => {
+  const writes: string[] = [];
+  const log = pino({ level: 'info', base: { component: 'waypoint' } }, { write: (s: string) => void writes.push(s) });
+  const t = new WaypointTelemetry({ registry: new Registry(), log, accessLog: { batchChars: 2000, flushMs: 30 } });
+  t.start(request()).close(200, '-');
+  assert.equal(writes.length, 0, 'held in the batch');
+  for (let i = 0; i < 10; i++) t.start(request()).close(200, '-');
+  assert.ok(writes.length >= 1, 'a full batch is handed on at once');
+  const lines = () => writes.join('').split('\n').filter((l) => l !== '');
+  const before = lines().length;
+  assert.ok(before < 11);
+  t.flushAccessLog();
+  assert.equal(lines().length, 11);
+  for (const l of lines()) assert.equal((JSON.parse(l) as { msg: string }).msg, 'request complete');
+  t.start(request()).close(200, '-');
+  await new Promise((r) => setTimeout(r, 80));
+  assert.equal(lines().length, 12, 'the timer hands on a partial batch');
+  t.start(request()).close(200, '-');
+  await t.shutdown();
+  assert.equal(lines().length, 13, 'shutdown writes what is pending');
+});
+
 test('request-controlled access-log fields are bounded', () => {
   const { t, lines } = telemetry();
   t.start(request({ path: '/' + 'a'.repeat(100_000), userAgent: 'u'.repeat(10_000) })).close(200, '-');

@@ -1,7 +1,7 @@
 import type { Registry, RegistryContentType } from 'prom-client';
 import type { WorkloadView } from '../../lib/mesh/snapshot';
 import type { Logger } from '../../lib/telemetry/log';
-import { AccessLog } from './access-log';
+import { AccessLog, type AccessLogOptions } from './access-log';
 import { WaypointMetrics } from './metrics';
 import type { RequestOutcome } from './outcome';
 import { WaypointTracing, type RequestTrace } from './tracing';
@@ -18,6 +18,8 @@ export interface WaypointTelemetryOptions {
   serviceName?: string;
   /** Share of new traces to sample (0..1, default 1); callers' sampling decisions are honoured. */
   sampleRatio?: number;
+  /** Access-log batching (see AccessLogOptions); off by default, so each line is written at once. */
+  accessLog?: AccessLogOptions;
 }
 
 /** The waypoint's RequestTelemetry: Istio metrics, one access-log line and one span per request. */
@@ -28,7 +30,7 @@ export class WaypointTelemetry implements RequestTelemetry {
 
   constructor(opts: WaypointTelemetryOptions) {
     this.metrics = new WaypointMetrics(opts.registry);
-    this.accessLog = new AccessLog(opts.log);
+    this.accessLog = new AccessLog(opts.log, opts.accessLog);
     this.tracing = new WaypointTracing({ otlpEndpoint: opts.otlpEndpoint, serviceName: opts.serviceName, sampleRatio: opts.sampleRatio, log: opts.log });
   }
 
@@ -46,9 +48,15 @@ export class WaypointTelemetry implements RequestTelemetry {
     return this.tracing.flush();
   }
 
-  /** Exports buffered spans and stops tracing. Metrics and access logs keep working. */
+  /** Exports buffered spans and stops tracing; writes pending access-log lines. Metrics and access logs keep working. */
   shutdown(): Promise<void> {
+    this.accessLog.flush();
     return this.tracing.shutdown();
+  }
+
+  /** Writes pending access-log lines now. */
+  flushAccessLog(): void {
+    this.accessLog.flush();
   }
 }
 
