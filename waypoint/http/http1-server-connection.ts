@@ -368,7 +368,10 @@ export class Http1ServerConnection {
   }
 
   flushHeadSoon(ex: Http1Exchange): void {
-    if (this.headToFlush === null) setImmediate(this.flushHeadNow);
+    // A microtask, not setImmediate: whoever sent the head writes the body chunks it already has
+    // in the same turn (and they then leave together), and a pending immediate would cost the
+    // event loop an extra turn per response.
+    if (this.headToFlush === null) queueMicrotask(this.flushHeadNow);
     this.headToFlush = ex;
   }
 

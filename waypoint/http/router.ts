@@ -347,6 +347,13 @@ export class ForwardedRequest {
     const body = response.body;
     this.responseBody = body;
     let ended = false;
+    // Bytes already received leave with the head in one write, not a tick later in another.
+    const first = body.read() as Buffer | null;
+    let blocked = false;
+    if (first !== null && first.length > 0 && !this.done) {
+      this.record.responseBytes += first.length;
+      blocked = !this.ds.write(first);
+    }
     body.on('data', (chunk: Buffer) => {
       if (this.done) return;
       this.record.responseBytes += chunk.length;
@@ -377,6 +384,10 @@ export class ForwardedRequest {
       this.ds.reset();
       this.finish(response.status, 'UC');
     });
+    if (blocked) {
+      body.pause();
+      this.ds.sink.once('drain', () => body.resume());
+    }
   }
 
   private onTimeout(): void {
