@@ -576,3 +576,46 @@ test('a large response body streams with backpressure', async () => {
   await fetch(p, srv.port);
   assert.equal(srv.connections, 1);
 });
+
+test('a body that came with its head is handed over whole; one still arriving streams', async () => {
+  const srv = await startServer((req, s) => {
+    if (req.path === '/whole') s.write('HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nhello');
+    else {
+      s.write('HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\nhello');
+      setTimeout(() => s.write('world'), 30);
+    }
+  });
+  const p = pool();
+  const whole = await p.request('e', target(srv.port), get('/whole')).response;
+  assert.equal(whole.whole?.toString(), 'hello');
+  // Asking for the stream anyway still gets the same bytes.
+  assert.deepEqual(await drain(whole.body), { data: 'hello', ended: true });
+  const streamed = await p.request('e', target(srv.port), get('/later')).response;
+  assert.equal(streamed.whole, undefined);
+  assert.deepEqual(await drain(streamed.body), { data: 'helloworld', ended: true });
+  assert.equal(srv.connections, 1, 'the connection was reused after the whole body');
+});
+
+test('a connection closing after its idle timeout is never handed another request', async () => {
+  // The endpoint never closes its side: the closing connection lingers as long as it can.
+  const accepted: net.Socket[] = [];
+  const server = net.createServer({ allowHalfOpen: true }, (s) => {
+    accepted.push(s);
+    s.on('error', () => {});
+    s.on('data', () => s.write('HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok'));
+  });
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', () => r()));
+  try {
+    const port = (server.address() as net.AddressInfo).port;
+    const p = pool({ idleTimeoutMs: 50 });
+    const first = await p.request('e', target(port), get()).response;
+    assert.equal(first.status, 200);
+    await sleep(120);
+    const second = await p.request('e', target(port), get()).response;
+    assert.deepEqual(await drain(second.body), { data: 'ok', ended: true });
+    assert.equal(accepted.length, 2, 'the request went to a new connection');
+  } finally {
+    for (const s of accepted) s.destroy();
+    await new Promise<void>((r) => server.close(() => r()));
+  }
+});

@@ -344,6 +344,18 @@ export class ForwardedRequest {
       response.body.resume();
       return;
     }
+    if (response.whole !== undefined) {
+      // Complete already: one write and the end, without a stream and its events.
+      if (response.whole.length > 0 && !this.done) {
+        this.record.responseBytes += response.whole.length;
+        this.ds.write(response.whole);
+      }
+      release();
+      if (this.done) return;
+      this.ds.end();
+      this.finish(response.status, undefined, headerString(response.headers['grpc-status']));
+      return;
+    }
     const body = response.body;
     this.responseBody = body;
     let ended = false;

@@ -21,6 +21,8 @@ export interface UpstreamResponse {
   endStream: boolean;
   /** Emits the body; ends normally, or closes without 'end' when the upstream reset. */
   body: Readable;
+  /** The complete body, when all of it arrived with the head: `body` need not be read then. */
+  readonly whole?: Buffer;
   /** Available once `body` ended. */
   trailers(): HeaderMap | undefined;
 }

@@ -29,6 +29,8 @@ export interface ConnectionOwner {
   release(conn: Http1ClientConnection): void;
   /** The connection is gone for good. */
   closed(conn: Http1ClientConnection): void;
+  /** The connection is closing: it still counts, but must carry no further request. */
+  closing(conn: Http1ClientConnection): void;
 }
 
 // Methods that mean nothing by a body: node:http sends them without Content-Length, so do we.
@@ -130,16 +132,33 @@ class ResponseBody extends Readable {
   }
 }
 
+const EMPTY = Buffer.alloc(0);
+
 class Http1Response implements UpstreamResponse {
   readonly endStream = false;
   /** Set when the body ended (chunked trailers, if any). */
   trailerFields: HeaderMap | undefined;
+  private made: Readable | null = null;
 
   constructor(
     readonly status: number,
     readonly headers: HeaderMap,
-    readonly body: ResponseBody,
+    /** The stream the connection feeds, for a body still arriving; null when `whole` is set. */
+    readonly fed: ResponseBody | null,
+    readonly whole: Buffer | undefined,
   ) {}
+
+  /** For a complete body, a stream is only made when someone asks for one (discarding, mirrors). */
+  get body(): Readable {
+    if (this.fed !== null) return this.fed;
+    if (this.made === null) {
+      const r = new Readable({ read: noop });
+      if (this.whole !== undefined && this.whole.length > 0) r.push(this.whole);
+      r.push(null);
+      this.made = r;
+    }
+    return this.made;
+  }
 
   trailers(): HeaderMap | undefined {
     return this.trailerFields;
@@ -272,7 +291,7 @@ export class Http1ClientExchange implements UpstreamExchange {
       // 'close' without 'end' is how the router tells a truncated response from a complete one. Not
       // at once: when the failure comes with the head, 'close' (a nextTick) would fire before the
       // reader, awaiting the response promise, has attached its listeners.
-      setImmediate(destroyBody, this.res.body);
+      if (this.res.fed !== null) setImmediate(destroyBody, this.res.fed);
     }
     this.pending = null;
     this.pendingBytes = 0;
@@ -395,6 +414,7 @@ export class Http1ClientConnection {
     }
     if (this.idleTimer !== null) clearTimeout(this.idleTimer);
     this.idleTimer = null;
+    this.owner.closing(this);
     this.stream.end();
     // The pool counts the connection until its stream has closed (the peer's 'end', or 'close');
     // a peer that never ends its side must not keep it forever.
@@ -481,7 +501,7 @@ export class Http1ClientConnection {
   };
 
   bodyRead(body: ResponseBody): void {
-    if (this.paused && this.exchange?.res?.body === body) {
+    if (this.paused && this.exchange?.res?.fed === body) {
       this.paused = false;
       this.stream.resume();
     }
@@ -490,7 +510,7 @@ export class Http1ClientConnection {
   bodyDestroyed(body: ResponseBody): void {
     const ex = this.exchange;
     // The reader gave up on a body still arriving: nothing would read the rest, so the connection cannot continue.
-    if (ex !== null && ex.res?.body === body && !ex.responseComplete) this.close(new UpstreamError('Reset', 'response body abandoned'));
+    if (ex !== null && ex.res?.fed === body && !ex.responseComplete) this.close(new UpstreamError('Reset', 'response body abandoned'));
   }
 
   private readonly onData = (chunk: Buffer): void => {
@@ -565,9 +585,16 @@ export class Http1ClientConnection {
       this.keepAlive = false;
     }
     this.phase = Phase.Body;
-    ex.settle(new Http1Response(status, h, new ResponseBody(this)));
-    if (none) this.messageComplete(ex, rest.length > 0);
-    else if (rest.length > 0) this.onBodyBytes(ex, rest);
+    if (none || (this.mode === BodyMode.Length && rest.length >= this.remaining)) {
+      // The whole body is here already (the usual case for small responses): no stream for it.
+      const n = none ? 0 : this.remaining;
+      this.remaining = 0;
+      ex.settle(new Http1Response(status, h, null, n === 0 ? EMPTY : rest.length === n ? rest : rest.subarray(0, n)));
+      this.messageComplete(ex, rest.length > n);
+      return;
+    }
+    ex.settle(new Http1Response(status, h, new ResponseBody(this), undefined));
+    if (rest.length > 0) this.onBodyBytes(ex, rest);
   }
 
   private onBodyBytes(ex: Http1ClientExchange, chunk: Buffer): void {
@@ -608,8 +635,8 @@ export class Http1ClientConnection {
   };
 
   private pushBody(chunk: Buffer): void {
-    const body = this.exchange?.res?.body;
-    if (body === undefined) return;
+    const body = this.exchange?.res?.fed;
+    if (body === undefined || body === null) return;
     if (!body.push(chunk) && !this.paused && !this.closed) {
       this.paused = true;
       this.stream.pause();
@@ -619,7 +646,7 @@ export class Http1ClientConnection {
   private messageComplete(ex: Http1ClientExchange, extraBytes: boolean): void {
     ex.responseComplete = true;
     this.phase = Phase.Complete;
-    ex.res?.body.push(null);
+    ex.res?.fed?.push(null);
     if (extraBytes || (!ex.finalCalled && !ex.requestDone)) {
       // Extra bytes: the server is out of step. Early response: the rest of the upload would be
       // read as the next request, or never read at all.

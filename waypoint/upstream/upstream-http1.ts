@@ -112,6 +112,11 @@ class EndpointPool implements ConnectionOwner {
     conn.park(this.opts.idleTimeoutMs);
   }
 
+  closing(conn: Http1ClientConnection): void {
+    const i = this.free.lastIndexOf(conn);
+    if (i !== -1) this.free.splice(i, 1);
+  }
+
   closed(conn: Http1ClientConnection): void {
     if (!this.all.delete(conn)) return;
     this.open--;
