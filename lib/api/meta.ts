@@ -77,11 +77,13 @@ export type ObjectMeta = z.infer<typeof objectMeta>;
  * split a header), so they are refused here.
  */
 // eslint-disable-next-line no-control-regex
-const FIELD_VALUE_BAD = /[\u0000-\u0008\u000a-\u001f\u007f]/;
+// HTTP/1.1 writes field values as single bytes: a character beyond U+00FF would be cut to its low
+// byte on the wire (U+010A becomes LF), so it is refused here like the control characters.
+const FIELD_VALUE_BAD = /[\u0000-\u0008\u000a-\u001f\u007f\u0100-\uffff]/;
 export const httpFieldValue = z
   .string({ error: 'must be a string' })
   .max(4096, 'must be at most 4096 characters')
-  .refine((v) => !FIELD_VALUE_BAD.test(v), 'must not contain control characters (CR, LF, NUL, ...)');
+  .refine((v) => !FIELD_VALUE_BAD.test(v), 'must not contain control characters (CR, LF, NUL, ...) or characters beyond U+00FF');
 
 export const ipv4 = z.ipv4({ error: 'must be an IPv4 address' });
 export const ipAddress = z.union([z.ipv4(), z.ipv6()], { error: 'must be an IPv4 or IPv6 address' });

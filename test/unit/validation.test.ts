@@ -1368,4 +1368,7 @@ test('header values a proxy would send are refused when they hold control charac
   });
   assert.deepEqual(errorsOf(vs('ok')), []);
   assert.match(errorsOf(vs('bad\u0000'))[0].message, /control characters/);
+  // Written as single bytes, U+010A would become LF on the wire.
+  assert.match(errorsOf(vs('a\u010Ax-injected: 1'))[0].message, /beyond U\+00FF/);
+  assert.deepEqual(errorsOf(vs('caf\u00e9')), [], 'Latin-1 (obs-text) is allowed');
 });

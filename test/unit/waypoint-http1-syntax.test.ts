@@ -1,6 +1,6 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { ChunkedDecoder, findHeadEnd, parseRequestHead, parseResponseHead } from '../../waypoint/http/http1-syntax';
+import { ChunkedDecoder, findHeadEnd, parseRequestHead, parseResponseHead, serializeFields } from '../../waypoint/http/http1-syntax';
 
 const head = (lines: string[]) => `${lines.join('\r\n')}\r\n\r\n`;
 
@@ -122,4 +122,12 @@ test('chunked framing errors are refused, not skipped', () => {
   }
   const big = new ChunkedDecoder(16);
   assert.equal(big.feed(Buffer.from(`0\r\nX: ${'a'.repeat(64)}\r\n\r\n`), () => {}), -1, 'trailers over the limit');
+});
+
+test('serialized fields never carry a line break, a bad name or a character beyond one byte', () => {
+  const out = serializeFields(
+    { 'x-ok': 'v', 'x-lf': 'a\nb', 'x-wide': 'a\u010Ab', 'bad name': 'v', 'x-list': ['1', 'x\r\ny: z', '2'], host: 'h' },
+    new Set(['host']),
+  );
+  assert.equal(out, 'x-ok: v\r\nx-list: 1\r\nx-list: 2\r\n');
 });

@@ -17,6 +17,8 @@ import type { HeaderMap, HttpLimits } from './types';
 const MAX_DISCARD = 64 * 1024;
 
 const CRLF = Buffer.from('\r\n');
+/** Written by this hop itself, never copied from the response's fields. */
+const HOP_FIELDS: ReadonlySet<string> = new Set(['content-length', 'transfer-encoding', 'connection']);
 const LAST_CHUNK = Buffer.from('0\r\n\r\n');
 
 export interface Http1ServerHost {
@@ -99,13 +101,8 @@ export class Http1Exchange implements Downstream {
     if (headers.date === undefined) s += `date: ${httpDate()}\r\n`;
     let cl: string | string[] | undefined = headers['content-length'];
     if (status === 204 || status < 200) cl = undefined;
-    for (const k in headers) {
-      // Framing and connection management are this hop's: the router already dropped the upstream's.
-      if (k === 'content-length' || k === 'transfer-encoding' || k === 'connection') continue;
-      const v = headers[k];
-      if (typeof v === 'string') s += `${k}: ${v}\r\n`;
-      else for (let i = 0; i < v.length; i++) s += `${k}: ${v[i]}\r\n`;
-    }
+    // Framing and connection management are this hop's: the router already dropped the upstream's.
+    s += serializeFields(headers, HOP_FIELDS);
     if (typeof cl === 'string' && /^\d{1,15}$/.test(cl)) {
       s += `content-length: ${cl}\r\n`;
       if (!noBody) {

@@ -243,13 +243,18 @@ export function connectionCloses(v: string | string[] | undefined, http10: boole
   return http10 && !keep;
 }
 
-/** Appends "name: value\r\n" lines for every field (one line per value of a repeated field). */
-export function serializeFields(h: HeaderMap): string {
+/**
+ * "name: value\r\n" lines for every field (one line per value of a repeated field). A name or value
+ * that could end a line early or is not a single byte per character is left out, never written.
+ */
+export function serializeFields(h: HeaderMap, skip?: ReadonlySet<string>): string {
   let s = '';
   for (const k in h) {
+    if (!isToken(k) || skip?.has(k)) continue;
     const v = h[k];
-    if (typeof v === 'string') s += `${k}: ${v}\r\n`;
-    else for (let i = 0; i < v.length; i++) s += `${k}: ${v[i]}\r\n`;
+    if (typeof v === 'string') {
+      if (isFieldValue(v)) s += `${k}: ${v}\r\n`;
+    } else for (let i = 0; i < v.length; i++) if (isFieldValue(v[i])) s += `${k}: ${v[i]}\r\n`;
   }
   return s;
 }

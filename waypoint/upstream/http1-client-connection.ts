@@ -36,6 +36,8 @@ export interface ConnectionOwner {
 // Methods that mean nothing by a body: node:http sends them without Content-Length, so do we.
 const BODYLESS_METHODS = new Set(['GET', 'HEAD', 'DELETE', 'OPTIONS', 'TRACE']);
 const CRLF = Buffer.from('\r\n', 'latin1');
+/** Written from the request head's own facts (authority, body), never copied from its fields. */
+const FRAMING_FIELDS: ReadonlySet<string> = new Set(['host', 'content-length', 'transfer-encoding']);
 const LAST_CHUNK = Buffer.from('0\r\n\r\n', 'latin1');
 
 /** The sink of a request without body: already finished, and nothing written to it goes anywhere. */
@@ -226,13 +228,7 @@ export class Http1ClientExchange implements UpstreamExchange {
       // Whatever length the caller claimed, nothing follows this head: the endpoint must not wait for a body.
       framing = 'content-length: 0\r\n';
     }
-    let fields: string;
-    if (h.host === undefined && h['content-length'] === undefined && h['transfer-encoding'] === undefined) fields = serializeFields(h);
-    else {
-      const rest: HeaderMap = {};
-      for (const k in h) if (k !== 'host' && k !== 'content-length' && k !== 'transfer-encoding') rest[k] = h[k];
-      fields = serializeFields(rest);
-    }
+    const fields = serializeFields(h, FRAMING_FIELDS);
     return Buffer.from(`${head.method} ${head.path} HTTP/1.1\r\nhost: ${head.authority}\r\n${fields}${framing}\r\n`, 'latin1');
   }
 
