@@ -272,3 +272,25 @@ test('a DestinationRule the clusters cannot build is refused by name, and the la
   assert.equal(h.engine.update(mesh, new Map([['l7/shop/web', serviceConfig(web, { destinationRules: [bad] })], ['l7/shop/raw', serviceConfig(raw)]])).length, 1);
   apply();
 });
+
+test('an endpoint that never answers an Upgrade gets the caller a 504 when the route timeout runs out', async () => {
+  const x = await startHarness();
+  // Takes the request and says nothing.
+  const silent = await startTcpBackend((s) => s.on('data', () => {}));
+  try {
+    x.connector.ports.set('web-a', silent.port);
+    const vs = obj(ISTIO, 'VirtualService', 'web', { hosts: ['web'], http: [{ route: [{ destination: { host: 'web' } }], timeout: '0.3s' }] });
+    assert.deepEqual(x.engine.update(mesh, new Map([['l7/shop/web', serviceConfig(web, { virtualServices: [vs] })]])), []);
+    const port = await x.tunnel({ authority: '10.96.0.40:8080' });
+    const started = Date.now();
+    const r = await rawExchange(port, 'GET /chat HTTP/1.1\r\nHost: web\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n', 5000);
+    assert.match(r.text, /^HTTP\/1\.1 504 /);
+    assert.ok(Date.now() - started < 2000, `answered after ${Date.now() - started} ms`);
+    const rec = x.telemetry.records.at(-1);
+    assert.equal(rec?.code, 504);
+    assert.equal(rec?.flags, 'UT');
+  } finally {
+    await x.close();
+    await silent.close();
+  }
+});

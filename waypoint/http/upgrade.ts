@@ -31,6 +31,9 @@ function flags(...f: Array<ResponseFlag | undefined>): string {
   return l.length === 0 ? '-' : l.join(',');
 }
 
+/** How long an upgrade waits for the endpoint's answer when its route sets no timeout. */
+export const UPGRADE_RESPONSE_TIMEOUT_MS = 30_000;
+
 export function forwardUpgrade(deps: RouterDeps, u: UpgradeRequest): void {
   const { ds, record } = u;
   const fail = (status: number, text: string, flag: ResponseFlag) => {
@@ -50,7 +53,16 @@ export function forwardUpgrade(deps: RouterDeps, u: UpgradeRequest): void {
   cluster.onStart(ep);
   const up = cluster.http1.upgrade(ep.id, ep.target, u.head);
   let finished = false;
+  // An endpoint that takes the request but never answers it must not hold the caller forever: the
+  // route's timeout (or UPGRADE_RESPONSE_TIMEOUT_MS) covers the wait for the 101 or another answer.
+  const answerTimer = setTimeout(() => {
+    if (finished) return;
+    up.abort();
+    sendLocalReply(ds, 504, 'upstream request timeout', { grpc: false });
+    end(504, 'UT');
+  }, u.route.timeouts.requestMs ?? UPGRADE_RESPONSE_TIMEOUT_MS);
   const end = (status: number, flag?: ResponseFlag) => {
+    clearTimeout(answerTimer);
     if (finished) return;
     finished = true;
     admission.release();
@@ -63,6 +75,12 @@ export function forwardUpgrade(deps: RouterDeps, u: UpgradeRequest): void {
   });
   up.result.then(
     (r) => {
+      clearTimeout(answerTimer);
+      if (finished) {
+        if (r.kind === 'upgraded') r.socket.destroy();
+        else r.response.body.destroy();
+        return;
+      }
       if (ds.aborted) {
         if (r.kind === 'upgraded') r.socket.destroy();
         else r.response.body.destroy();
