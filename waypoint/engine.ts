@@ -110,7 +110,7 @@ export class WaypointEngine {
     this.now = opts.now ?? Date.now;
     this.random = opts.random ?? Math.random;
     this.budget = createRetryBudget();
-    this.clusters = new ClusterManager(opts.connector, this.random, this.now, this.limits.connectTimeoutMs, this.mesh);
+    this.clusters = new ClusterManager(opts.connector, this.random, this.now, { connectTimeoutMs: this.limits.connectTimeoutMs, tcpIdleTimeoutMs: this.limits.tcpIdleTimeoutMs }, this.mesh);
     const router: RouterDeps = {
       clusters: this.clusters,
       budget: this.budget,
@@ -315,7 +315,6 @@ export class WaypointEngine {
       clientEnded: d.ended,
       cluster: this.clusters.get({ hostname: s.hostname, port: tunnel.port }),
       connector: this.opts.connector,
-      connectTimeoutMs: this.limits.connectTimeoutMs,
       record,
       sourceIp: tunnel.sourceAddress,
       log: this.log,

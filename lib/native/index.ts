@@ -83,6 +83,8 @@ interface Addon {
   connectSocket(opts: ConnectSocketOptions): number;
   getOriginalDst(fd: number): OriginalDst;
   setMark(fd: number, mark: number): void;
+  setKeepalive(fd: number, idleSeconds: number, intervalSeconds: number, probes: number): void;
+  getKeepalive(fd: number): KeepaliveSettings;
 }
 
 const ADDON_REL = path.join('lib', 'native', 'build', 'Release', 'ambit_native.node');
@@ -212,6 +214,29 @@ export function originalDst(socket: net.Socket): OriginalDst {
 export function setMark(target: number | net.Socket, mark: number): void {
   const fd = typeof target === 'number' ? target : socketFd(target);
   call(() => native().setMark(fd, mark));
+}
+
+/** TCP keepalive as the kernel holds it for one socket (times in seconds). */
+export interface KeepaliveSettings {
+  enabled: boolean;
+  idle: number;
+  interval: number;
+  probes: number;
+}
+
+/**
+ * SO_KEEPALIVE with the idle time before the first probe, the interval between probes and the
+ * number of unanswered probes before the connection is dropped; 0 leaves one at the kernel's
+ * default. Seconds are whole: the kernel counts in seconds.
+ */
+export function setKeepalive(target: number | net.Socket, k: { idleSeconds?: number; intervalSeconds?: number; probes?: number }): void {
+  const fd = typeof target === 'number' ? target : socketFd(target);
+  call(() => native().setKeepalive(fd, k.idleSeconds ?? 0, k.intervalSeconds ?? 0, k.probes ?? 0));
+}
+
+export function getKeepalive(target: number | net.Socket): KeepaliveSettings {
+  const fd = typeof target === 'number' ? target : socketFd(target);
+  return call(() => native().getKeepalive(fd));
 }
 
 /**

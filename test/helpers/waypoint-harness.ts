@@ -57,6 +57,8 @@ export interface Backend {
   h2: http2.Http2Server;
   /** Raw sockets accepted (connections opened by the waypoint). */
   connections: number;
+  /** Of those, the ones still open. */
+  readonly open: number;
   close(): Promise<void>;
 }
 
@@ -68,6 +70,9 @@ export async function startBackend(name: string, handler: BackendHandler): Promi
     port: 0,
     hits: 0,
     connections: 0,
+    get open() {
+      return sockets.size;
+    },
     h1: http.createServer(),
     h2: http2.createServer(),
     close: async () => {
@@ -293,12 +298,22 @@ export function identityOf(name: string, ns = NS): string {
 /** Maps workloads (by name) to local ports; workloads without a mapping refuse connections. */
 export class TcpConnector implements UpstreamConnector {
   readonly ports = new Map<string, number>();
+  /** Workloads whose connects never complete: they fail after the caller's timeout, as a dead host would. */
+  readonly hang = new Set<string>();
   connects = 0;
   failures = 0;
 
   connect(target: UpstreamTarget, opts: { timeoutMs: number }): Promise<Duplex> {
     this.connects++;
     const port = this.ports.get(target.workload.msg.name);
+    if (this.hang.has(target.workload.msg.name)) {
+      return new Promise((_resolve, reject) => {
+        setTimeout(() => {
+          this.failures++;
+          reject(Object.assign(new Error(`connect to ${target.workload.msg.name} timed out after ${opts.timeoutMs} ms`), { code: 'Timeout' }));
+        }, opts.timeoutMs).unref();
+      });
+    }
     return new Promise((resolve, reject) => {
       if (port === undefined) {
         this.failures++;

@@ -3,7 +3,7 @@ import assert from 'node:assert/strict';
 import http2 from 'node:http2';
 import { appProtocolOf } from '../../controlplane/translate/translate';
 import net from 'node:net';
-import { buildSnapshot, h1Request, h2Request, hostOf, rawExchange, serviceConfig, startBackend, startHarness, startTcpBackend, type ServiceDef } from '../helpers/waypoint-harness';
+import { buildSnapshot, h1Request, h2Request, hostOf, ISTIO, obj, rawExchange, serviceConfig, startBackend, startHarness, startTcpBackend, type ServiceDef } from '../helpers/waypoint-harness';
 
 test('appProtocol and port names map to the upstream protocol as Istio reads them', () => {
   assert.equal(appProtocolOf({ name: 'http' }), 'http');
@@ -97,6 +97,62 @@ test('a port declared TCP is proxied as bytes: HTTP is not parsed, and a server-
     const recs = h.telemetry.records.filter((x) => x.info.destinationService.name === 'db');
     assert.ok(recs.length >= 2);
     assert.ok(recs.every((x) => x.info.protocol === 'tcp'), 'counted as TCP connections, not requests');
+  } finally {
+    await h.close();
+    await backend.close();
+  }
+});
+
+test('an opaque TCP connection with no traffic either way is closed after connectionPool.tcp.idleTimeout', async () => {
+  const h = await startHarness();
+  const backend = await startTcpBackend((s) => s.on('data', (d: Buffer) => s.write(d)));
+  try {
+    const svc: ServiceDef = { name: 'db', vip: '10.96.9.3', ports: [5432], appProtocols: { 5432: 'tcp' } };
+    const mesh = buildSnapshot([svc], [{ name: 'db-2', ip: '10.0.9.3', services: { [hostOf('db')]: [{ servicePort: 5432, targetPort: 5432 }] } }]);
+    const dr = obj(ISTIO, 'DestinationRule', 'db', { host: 'db', trafficPolicy: { connectionPool: { tcp: { idleTimeout: '300ms' } } } });
+    assert.deepEqual(h.engine.update(mesh, new Map([['l7/shop/db', serviceConfig(svc, { destinationRules: [dr] })]])), []);
+    h.connector.ports.set('db-2', backend.port);
+    const t = await h.tunnel({ authority: '10.96.9.3:5432' });
+    const s = net.connect(t, '127.0.0.1');
+    s.on('error', () => {});
+    const echoed: Buffer[] = [];
+    s.on('data', (d: Buffer) => echoed.push(d));
+    const closed = new Promise<number>((r) => s.on('close', () => r(Date.now())));
+    // Traffic keeps it open past one idle period...
+    for (let i = 0; i < 4; i++) {
+      s.write('ping');
+      await new Promise((r) => setTimeout(r, 150));
+    }
+    assert.equal(s.destroyed, false, 'still open while bytes flow');
+    assert.equal(Buffer.concat(echoed).toString(), 'pingpingpingping');
+    // ...then silence closes it.
+    const quietFrom = Date.now();
+    const at = await closed;
+    assert.ok(at - quietFrom >= 150 && at - quietFrom < 2000, `closed ${at - quietFrom} ms after the last byte`);
+  } finally {
+    await h.close();
+    await backend.close();
+  }
+});
+
+test('without a DestinationRule, the waypoint\'s tcpIdleTimeoutMs closes an idle opaque TCP connection; the HTTP idle timeout does not', async () => {
+  const h = await startHarness({ limits: { tcpIdleTimeoutMs: 600, idleTimeoutMs: 100 } });
+  const backend = await startTcpBackend((s) => s.on('data', (d: Buffer) => s.write(d)));
+  try {
+    const svc: ServiceDef = { name: 'db', vip: '10.96.9.3', ports: [5432], appProtocols: { 5432: 'tcp' } };
+    const mesh = buildSnapshot([svc], [{ name: 'db-2', ip: '10.0.9.3', services: { [hostOf('db')]: [{ servicePort: 5432, targetPort: 5432 }] } }]);
+    assert.deepEqual(h.engine.update(mesh, new Map([['l7/shop/db', serviceConfig(svc)]])), []);
+    h.connector.ports.set('db-2', backend.port);
+    const t = await h.tunnel({ authority: '10.96.9.3:5432' });
+    const s = net.connect(t, '127.0.0.1');
+    s.on('error', () => {});
+    const opened = Date.now();
+    const closed = new Promise<number>((r) => s.on('close', () => r(Date.now())));
+    const echo = new Promise<string>((r) => s.once('data', (d: Buffer) => r(d.toString())));
+    s.write('a');
+    assert.equal(await echo, 'a');
+    const at = await closed;
+    assert.ok(at - opened >= 500 && at - opened < 2500, `closed ${at - opened} ms after opening`);
   } finally {
     await h.close();
     await backend.close();

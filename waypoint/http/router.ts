@@ -130,8 +130,7 @@ export class ForwardedRequest {
     const tried = new Set<string>();
     let retries = 0;
     let transparentRetryUsed = false;
-    // The backend port's declared protocol wins (an HTTP/2 caller to an HTTP/1.1-only app works); else the caller's.
-    const protocol = cluster.upstreamProtocol ?? this.ds.protocol;
+    const protocol = cluster.protocolFor(this.ds.protocol);
     for (;;) {
       if (this.done) return;
       const ep = cluster.pick({ headers: this.head.headers, sourceIp: this.req.sourceIp }, tried);
@@ -207,7 +206,7 @@ export class ForwardedRequest {
       if (d.reason === 'retries exhausted') this.addFlag('URX');
       return false;
     }
-    if (!this.deps.budget.tryAcquire(cluster.name)) {
+    if (!this.deps.budget.tryAcquire(cluster.name, cluster.maxConcurrentRetries)) {
       cluster.counters.retriesSuppressed++;
       this.addFlag('URX');
       return false;
@@ -246,7 +245,7 @@ export class ForwardedRequest {
     try {
       // The upstream codecs only read the head (each builds its own wire form), so attempts share it.
       const head = this.head;
-      if ((cluster.upstreamProtocol ?? this.ds.protocol) === 'http2') {
+      if (cluster.protocolFor(this.ds.protocol) === 'http2') {
         const pending = cluster.http2.request(ep.id, ep.target, head);
         if (perTry !== undefined) this.armTryTimer(perTry);
         exchange = await pending;
@@ -456,7 +455,7 @@ export class ForwardedRequest {
       // Envoy marks shadow traffic by suffixing the host, so the mirror's logs can tell it apart.
       const head: UpstreamRequestHead = { ...this.head, headers: { ...this.head.headers }, authority: `${this.head.authority.replace(/:\d+$/, '')}-shadow`, hasBody: body.length > 0 };
       if (head.hasBody) head.headers['content-length'] = String(body.length);
-      const ex = (cluster.upstreamProtocol ?? this.ds.protocol) === 'http2' ? await cluster.http2.request(ep.id, ep.target, head) : cluster.http1.request(ep.id, ep.target, head);
+      const ex = cluster.protocolFor(this.ds.protocol) === 'http2' ? await cluster.http2.request(ep.id, ep.target, head) : cluster.http1.request(ep.id, ep.target, head);
       if (head.hasBody) ex.requestBody.end(body);
       const timer = setTimeout(() => ex.abort(), 30_000);
       try {

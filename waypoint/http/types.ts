@@ -18,8 +18,10 @@ export interface HttpLimits {
   protocolDetectionTimeoutMs: number;
   /** Request body kept for retries and mirrors; a request whose body exceeds it is neither retried nor mirrored. */
   maxRetryBufferBytes: number;
-  /** Opening a stream to an endpoint (Istio's connectTimeout default is 10 s). */
+  /** Opening a stream to an endpoint (Istio's connectTimeout default is 10 s); a DestinationRule's connectionPool.tcp.connectTimeout overrides it. */
   connectTimeoutMs: number;
+  /** Opaque TCP with no bytes either way for this long is closed (Istio's default is 1 h); connectionPool.tcp.idleTimeout overrides it. */
+  tcpIdleTimeoutMs: number;
 }
 
 export const DEFAULT_LIMITS: HttpLimits = {
@@ -32,6 +34,7 @@ export const DEFAULT_LIMITS: HttpLimits = {
   protocolDetectionTimeoutMs: 5_000,
   maxRetryBufferBytes: 64 * 1024,
   connectTimeoutMs: 10_000,
+  tcpIdleTimeoutMs: 3_600_000,
 };
 
 /**

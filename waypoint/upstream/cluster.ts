@@ -4,8 +4,9 @@
  * connection-pool limits, outlier detection, and the connection pools themselves.
  */
 import type { DestinationRuleSpec, TrafficPolicy } from '../../lib/api/kinds/networking';
+import { parseDurationMs } from '../../lib/api/meta';
 import type { Snapshot, WorkloadView } from '../../lib/mesh/snapshot';
-import type { UpstreamConnector, UpstreamTarget } from './connector';
+import type { TcpKeepalive, UpstreamConnector, UpstreamTarget } from './connector';
 import { createConnectionPoolLimits, type ConnectionPoolLimits } from './connection-pool-limits';
 import { createLoadBalancer, type Endpoint, type LoadBalancer, type PickContext } from './load-balancer';
 import { createOutlierDetector, type OutlierDetector } from './outlier-detection';
@@ -95,6 +96,26 @@ export function resolveHost(host: string, ns: string, domain: string): string {
   return host;
 }
 
+/** The waypoint's settings where a DestinationRule sets none. */
+export interface ClusterDefaults {
+  connectTimeoutMs: number;
+  tcpIdleTimeoutMs: number;
+}
+
+/** Node timers overflow past 2^31-1 ms (and then fire after 1 ms): longer durations mean "about never". */
+const MAX_TIMER_MS = 2_147_483_647;
+
+function durationMs(d: string | undefined): number | undefined {
+  return d === undefined ? undefined : Math.min(parseDurationMs(d), MAX_TIMER_MS);
+}
+
+/** The kernel counts keepalive in whole seconds (at most 32767); sub-second durations round up to 1 s. */
+function keepaliveOf(k: { time?: string; interval?: string; probes?: number } | undefined): TcpKeepalive | undefined {
+  if (k === undefined) return undefined;
+  const secs = (d: string | undefined) => (d === undefined ? undefined : Math.min(32_767, Math.max(1, Math.ceil(parseDurationMs(d) / 1000))));
+  return { idleSeconds: secs(k.time), intervalSeconds: secs(k.interval), probes: k.probes === undefined ? undefined : Math.min(127, k.probes) };
+}
+
 type PolicyFields = Pick<TrafficPolicy, 'loadBalancer' | 'connectionPool' | 'outlierDetection'>;
 
 function overlay(base: PolicyFields, tp: TrafficPolicy | undefined, port: number): PolicyFields {
@@ -138,15 +159,27 @@ export class Cluster {
   /** The backend port's application protocol, when the Service declares one: it decides the upstream protocol. */
   upstreamProtocol: 'http1' | 'http2' | undefined;
   readonly counters = { requests: 0, retries: 0, retriesSuppressed: 0, overflows: 0, connectFailures: 0 };
+  /** Opening a stream to an endpoint: connectionPool.tcp.connectTimeout, else the waypoint's default. */
+  connectTimeoutMs: number;
+  /** Opaque TCP with no bytes either way for this long is closed: connectionPool.tcp.idleTimeout, else 1 h as in Istio. */
+  tcpIdleTimeoutMs: number;
+  /** Retries in flight at once to this cluster (connectionPool.http.maxRetries); 0 = only the retry budget limits them. */
+  maxConcurrentRetries = 0;
+  /** connectionPool.http.h2UpgradePolicy UPGRADE: HTTP/1.1 requests go to the endpoints as HTTP/2. */
+  h2Upgrade = false;
+  /** connectionPool.tcp.tcpKeepalive, for the connections this cluster opens. */
+  keepalive: TcpKeepalive | undefined;
 
   constructor(
     readonly key: ClusterKey,
     connector: UpstreamConnector,
     private readonly random: RandomSource,
     private readonly now: () => number,
-    private readonly connectTimeoutMs: number,
+    private readonly defaults: ClusterDefaults,
   ) {
     this.name = clusterName(key);
+    this.connectTimeoutMs = defaults.connectTimeoutMs;
+    this.tcpIdleTimeoutMs = defaults.tcpIdleTimeoutMs;
     this.lb = createLoadBalancer(undefined, [], { random });
     this.outlier = createOutlierDetector(undefined, [], { now });
     this.limits = this.makeLimits(undefined);
@@ -167,12 +200,28 @@ export class Cluster {
       connectTimeoutMs: this.connectTimeoutMs,
       maxConnections: p?.tcp?.maxConnections ?? 0,
       maxRequestsPerConnection: p?.http?.maxRequestsPerConnection ?? 0,
-      idleTimeoutMs: 4_000,
+      // Istio's default is 1 h; without one set, 4 s stays below common servers' keep-alive timeouts
+      // (Node's is 5 s) so a pooled connection is not reused just as the server closes it.
+      idleTimeoutMs: durationMs(p?.http?.idleTimeout) ?? 4_000,
+      keepalive: keepaliveOf(p?.tcp?.tcpKeepalive),
     };
   }
 
   private http2Options(p: PolicyFields['connectionPool']) {
-    return { connectTimeoutMs: this.connectTimeoutMs, maxRequestsPerConnection: p?.http?.maxRequestsPerConnection ?? 0, idleTimeoutMs: 60_000 };
+    return {
+      connectTimeoutMs: this.connectTimeoutMs,
+      maxRequestsPerConnection: p?.http?.maxRequestsPerConnection ?? 0,
+      idleTimeoutMs: durationMs(p?.http?.idleTimeout) ?? 60_000,
+      maxConcurrentStreams: p?.http?.maxConcurrentStreams ?? 0,
+      keepalive: keepaliveOf(p?.tcp?.tcpKeepalive),
+    };
+  }
+
+  /** The protocol spoken to the endpoints for a request that came in as `caller`. */
+  protocolFor(caller: 'http1' | 'http2'): 'http1' | 'http2' {
+    if (this.h2Upgrade) return 'http2';
+    // The backend port's declared protocol wins (an HTTP/2 caller to an HTTP/1.1-only app works); else the caller's.
+    return this.upstreamProtocol ?? caller;
   }
 
   /**
@@ -201,6 +250,12 @@ export class Cluster {
       // Recorded only once the policy was built: one that threw must not pass for applied next time.
       this.policyJson = json;
       this.limits = this.makeLimits(policy.connectionPool);
+      const pool = policy.connectionPool;
+      this.connectTimeoutMs = durationMs(pool?.tcp?.connectTimeout) ?? this.defaults.connectTimeoutMs;
+      this.tcpIdleTimeoutMs = durationMs(pool?.tcp?.idleTimeout) ?? this.defaults.tcpIdleTimeoutMs;
+      this.maxConcurrentRetries = pool?.http?.maxRetries ?? 0;
+      this.h2Upgrade = pool?.http?.h2UpgradePolicy === 'UPGRADE';
+      this.keepalive = keepaliveOf(pool?.tcp?.tcpKeepalive);
       this.http1.configure(this.http1Options(policy.connectionPool));
       this.http2.configure(this.http2Options(policy.connectionPool));
       if (this.tickTimer) clearInterval(this.tickTimer);
@@ -282,7 +337,7 @@ export class ClusterManager {
     private readonly connector: UpstreamConnector,
     private readonly random: RandomSource,
     private readonly now: () => number,
-    private readonly connectTimeoutMs: number,
+    private readonly defaults: ClusterDefaults,
     mesh: Snapshot,
   ) {
     this.mesh = mesh;
@@ -309,7 +364,7 @@ export class ClusterManager {
     const name = clusterName(key);
     let c = this.clusters.get(name);
     if (!c) {
-      c = new Cluster(key, this.connector, this.random, this.now, this.connectTimeoutMs);
+      c = new Cluster(key, this.connector, this.random, this.now, this.defaults);
       c.update(this.mesh, this.drs.find(key.hostname));
       this.clusters.set(name, c);
     }

@@ -4,6 +4,8 @@ import type tls from 'node:tls';
 import { HboneClient } from '../../lib/hbone/client';
 import { H_FORWARDED, H_TRACEPARENT } from '../../lib/hbone/settings';
 import { PORT_HBONE } from '../../lib/api/node-protocol';
+import { setKeepalive } from '../../lib/native';
+import type { TcpKeepalive } from './connector';
 
 export interface ConnectTarget {
   workload: { identity: string; hbone: boolean };
@@ -20,10 +22,15 @@ export interface ConnectTarget {
 export class HboneConnector {
   private readonly hbone = new HboneClient();
 
-  constructor(private readonly identity: () => { id: string; context: tls.SecureContext }) {}
+  constructor(
+    private readonly identity: () => { id: string; context: tls.SecureContext },
+    /** Nodes' HBONE port; only tests change it. */
+    private readonly hbonePort = PORT_HBONE,
+  ) {}
 
-  async connect(target: ConnectTarget, opts: { timeoutMs: number; traceparent?: string; forwardedFor?: string }): Promise<Duplex> {
-    if (!target.workload.hbone) return plainConnect(target.address, target.port, opts.timeoutMs);
+  async connect(target: ConnectTarget, opts: { timeoutMs: number; traceparent?: string; forwardedFor?: string; keepalive?: TcpKeepalive }): Promise<Duplex> {
+    const keepalive = opts.keepalive;
+    if (!target.workload.hbone) return plainConnect(target.address, target.port, opts.timeoutMs, keepalive);
     const me = this.identity();
     const headers: Record<string, string> = {};
     if (opts.forwardedFor) headers[H_FORWARDED] = `for=${opts.forwardedFor.includes(':') ? `"[${opts.forwardedFor}]"` : opts.forwardedFor}`;
@@ -32,12 +39,15 @@ export class HboneConnector {
       sourceId: me.id,
       sourceContext: me.context,
       peerAddress: target.address,
-      peerPort: PORT_HBONE,
+      peerPort: this.hbonePort,
       expectedIdentities: [target.workload.identity],
       authority: target.address.includes(':') ? `[${target.address}]:${target.port}` : `${target.address}:${target.port}`,
       headers,
+      // Only called when no HBONE connection to that node is pooled: a pooled one is shared by every
+      // service it carries and keeps the keepalive it was opened with.
       dial: (host, port) => {
         const s = net.connect({ host, port, noDelay: true });
+        if (keepalive) s.once('connect', () => applyKeepalive(s, keepalive));
         return s;
       },
       timeoutMs: opts.timeoutMs,
@@ -55,7 +65,17 @@ export class HboneConnector {
   }
 }
 
-function plainConnect(host: string, port: number, timeoutMs: number): Promise<Duplex> {
+/** The socket has its fd once connected; a failure leaves the connection as it is rather than failing it. */
+function applyKeepalive(s: net.Socket, k: TcpKeepalive): void {
+  try {
+    setKeepalive(s, k);
+  } catch {
+    // Only an unusual platform or a socket closed meanwhile gets here; node's own call still enables probes.
+    s.setKeepAlive(true, (k.idleSeconds ?? 0) * 1000);
+  }
+}
+
+function plainConnect(host: string, port: number, timeoutMs: number, keepalive: TcpKeepalive | undefined): Promise<Duplex> {
   return new Promise((resolve, reject) => {
     const s = net.connect({ host, port, noDelay: true });
     const t = setTimeout(() => {
@@ -64,6 +84,7 @@ function plainConnect(host: string, port: number, timeoutMs: number): Promise<Du
     }, timeoutMs);
     s.once('connect', () => {
       clearTimeout(t);
+      if (keepalive) applyKeepalive(s, keepalive);
       resolve(s);
     });
     s.once('error', (err) => {

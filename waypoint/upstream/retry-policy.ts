@@ -128,8 +128,11 @@ export interface RetryBudgetOptions {
 export interface RetryBudget {
   onRequestStart(destination: string): void;
   onRequestEnd(destination: string): void;
-  /** Ask before each retry attempt; on true, call release() when that attempt finishes. */
-  tryAcquire(destination: string): boolean;
+  /**
+   * Ask before each retry attempt; on true, call release() when that attempt finishes. `maxConcurrent`
+   * (the destination's connectionPool.http.maxRetries, 0 = none) caps retries in flight below the budget.
+   */
+  tryAcquire(destination: string, maxConcurrent?: number): boolean;
   release(destination: string): void;
   stats(destination: string): { active: number; retries: number; limit: number };
 }
@@ -171,9 +174,9 @@ export function createRetryBudget(opts: RetryBudgetOptions = {}): RetryBudget {
       s.active = Math.max(0, s.active - 1);
       gc(d, s);
     },
-    tryAcquire(d) {
+    tryAcquire(d, maxConcurrent) {
       const s = get(d);
-      if (s.retries >= limitOf(s)) {
+      if (s.retries >= limitOf(s) || (maxConcurrent !== undefined && maxConcurrent > 0 && s.retries >= maxConcurrent)) {
         gc(d, s);
         return false;
       }

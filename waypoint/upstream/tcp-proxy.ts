@@ -16,7 +16,6 @@ export interface TcpProxyOptions {
   clientEnded: boolean;
   cluster: Cluster;
   connector: UpstreamConnector;
-  connectTimeoutMs: number;
   record: RequestRecord;
   sourceIp: string;
   log: Logger;
@@ -24,6 +23,9 @@ export interface TcpProxyOptions {
 
 export function proxyTcp(o: TcpProxyOptions): void {
   const { client, cluster, record } = o;
+  // Both from the cluster's DestinationRule (connectionPool.tcp), else the waypoint's defaults.
+  const connectTimeoutMs = cluster.connectTimeoutMs;
+  const idleTimeoutMs = cluster.tcpIdleTimeoutMs;
   let finished = false;
   const finish = (flag: string) => {
     if (finished) return;
@@ -51,7 +53,7 @@ export function proxyTcp(o: TcpProxyOptions): void {
   client.once('close', () => {
     clientGone = true;
   });
-  o.connector.connect(ep.target, { timeoutMs: o.connectTimeoutMs, traceparent: record.traceparent }).then(
+  o.connector.connect(ep.target, { timeoutMs: connectTimeoutMs, traceparent: record.traceparent, keepalive: cluster.keepalive }).then(
     (server) => {
       cluster.report(ep, { status: 200 });
       if (clientGone) {
@@ -60,12 +62,29 @@ export function proxyTcp(o: TcpProxyOptions): void {
         return finish('DC');
       }
       server.on('error', () => server.destroy());
+      let lastActivity = Date.now();
       client.on('data', (c: Buffer) => {
         record.requestBytes += c.length;
+        lastActivity = Date.now();
       });
       server.on('data', (c: Buffer) => {
         record.responseBytes += c.length;
+        lastActivity = Date.now();
       });
+      // One timer per connection, re-armed for the time left rather than on every chunk.
+      const checkIdle = () => {
+        const idle = Date.now() - lastActivity;
+        if (idle >= idleTimeoutMs) {
+          o.log.debug({ endpoint: ep.id, idleMs: idle }, 'closing an idle tcp connection');
+          client.destroy();
+          server.destroy();
+          return;
+        }
+        idleTimer = setTimeout(checkIdle, idleTimeoutMs - idle);
+        idleTimer.unref();
+      };
+      let idleTimer = setTimeout(checkIdle, idleTimeoutMs);
+      idleTimer.unref();
       if (o.leftover.length > 0) {
         record.requestBytes += o.leftover.length;
         server.write(o.leftover);
@@ -83,6 +102,7 @@ export function proxyTcp(o: TcpProxyOptions): void {
           }, 5_000).unref();
           return;
         }
+        clearTimeout(idleTimer);
         release();
         finish('-');
       };

@@ -8,7 +8,7 @@
 import http from 'node:http';
 import type { Duplex } from 'node:stream';
 import type { HeaderMap } from '../http/types';
-import type { UpstreamConnector, UpstreamTarget } from './connector';
+import type { TcpKeepalive, UpstreamConnector, UpstreamTarget } from './connector';
 import { asSocketLike, bufferStringWrites, connectError, UpstreamError, type UpstreamExchange, type UpstreamRequestHead, type UpstreamResponse } from './exchange';
 import { Http1ClientConnection, Http1ClientExchange, type ConnectionOwner } from './http1-client-connection';
 
@@ -22,6 +22,7 @@ export interface Http1PoolOptions {
   idleTimeoutMs: number;
   /** Longest response head (and chunked trailer section) accepted; 60 KiB by default. */
   maxResponseHeadBytes?: number;
+  keepalive?: TcpKeepalive;
 }
 
 const DEFAULT_MAX_RESPONSE_HEAD_BYTES = 60 * 1024;
@@ -58,7 +59,7 @@ class EndpointPool implements ConnectionOwner {
   /** Opens a connection for `ex`, which keeps waiting for it even if another connection frees up meanwhile. */
   private connect(ex: Http1ClientExchange): void {
     this.open++;
-    this.connector.connect(this.target, { timeoutMs: this.opts.connectTimeoutMs, traceparent: ex.head.traceparent }).then(
+    this.connector.connect(this.target, { timeoutMs: this.opts.connectTimeoutMs, traceparent: ex.head.traceparent, keepalive: this.opts.keepalive }).then(
       (stream) => this.connected(stream, ex),
       (e: unknown) => {
         this.open--;
@@ -160,7 +161,7 @@ class ConnectorAgent extends http.Agent {
   }
 
   override createConnection(_o: unknown, cb?: (err: Error | null, s: Duplex) => void): undefined {
-    this.connector.connect(this.target, { timeoutMs: this.opts.connectTimeoutMs, traceparent: this.nextTraceparent }).then(
+    this.connector.connect(this.target, { timeoutMs: this.opts.connectTimeoutMs, traceparent: this.nextTraceparent, keepalive: this.opts.keepalive }).then(
       (s) => {
         bufferStringWrites(s);
         cb?.(null, asSocketLike(s));

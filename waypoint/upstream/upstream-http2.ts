@@ -5,13 +5,16 @@
  */
 import http2, { constants as h2c } from 'node:http2';
 import type { HeaderMap } from '../http/types';
-import type { UpstreamConnector, UpstreamTarget } from './connector';
+import type { TcpKeepalive, UpstreamConnector, UpstreamTarget } from './connector';
 import { connectError, resetHttp2Stream, UpstreamError, type UpstreamExchange, type UpstreamRequestHead, type UpstreamResponse } from './exchange';
 
 export interface Http2PoolOptions {
   connectTimeoutMs: number;
   maxRequestsPerConnection: number;
   idleTimeoutMs: number;
+  /** Streams open at once on one session (connectionPool.http.maxConcurrentStreams); beyond it another session opens. 0 = unlimited. */
+  maxConcurrentStreams?: number;
+  keepalive?: TcpKeepalive;
 }
 
 // HTTP/2's 64 KiB default windows throttle a single stream to one window per round trip.
@@ -19,7 +22,10 @@ const WINDOW = 4 * 1024 * 1024;
 
 interface PooledSession {
   session: http2.ClientHttp2Session;
+  /** Streams ever opened on it (maxRequestsPerConnection). */
   streams: number;
+  /** Streams open now, counting slots taken by requests about to open one (maxConcurrentStreams). */
+  active: number;
 }
 
 function fromH2Headers(h: http2.IncomingHttpHeaders): HeaderMap {
@@ -29,7 +35,8 @@ function fromH2Headers(h: http2.IncomingHttpHeaders): HeaderMap {
 }
 
 export class Http2Pool {
-  private readonly sessions = new Map<string, PooledSession>();
+  /** Per endpoint id: one session, or more when maxConcurrentStreams caps each. */
+  private readonly sessions = new Map<string, PooledSession[]>();
   private readonly connecting = new Map<string, Promise<PooledSession>>();
 
   constructor(
@@ -41,29 +48,63 @@ export class Http2Pool {
     if (JSON.stringify(opts) === JSON.stringify(this.opts)) return;
     this.opts = opts;
     // Graceful: in-flight streams finish on the old sessions.
-    for (const p of this.sessions.values()) p.session.close();
+    for (const list of this.sessions.values()) for (const p of list) p.session.close();
     this.sessions.clear();
   }
 
-  private usable(p: PooledSession | undefined): p is PooledSession {
-    return p !== undefined && !p.session.closed && !p.session.destroyed;
+  private usable(p: PooledSession): boolean {
+    return !p.session.closed && !p.session.destroyed;
   }
 
-  private async sessionFor(id: string, target: UpstreamTarget, traceparent: string | undefined): Promise<PooledSession> {
-    const cur = this.sessions.get(id);
-    if (this.usable(cur)) return cur;
-    let pending = this.connecting.get(id);
-    if (!pending) {
-      pending = this.open(id, target, traceparent).finally(() => this.connecting.delete(id));
-      this.connecting.set(id, pending);
+  private hasRoom(p: PooledSession): boolean {
+    const max = this.opts.maxConcurrentStreams ?? 0;
+    const perConnection = this.opts.maxRequestsPerConnection;
+    return (max <= 0 || p.active < max) && (perConnection <= 0 || p.streams < perConnection);
+  }
+
+  private take(id: string, p: PooledSession): PooledSession {
+    p.active++;
+    p.streams++;
+    if (this.opts.maxRequestsPerConnection > 0 && p.streams >= this.opts.maxRequestsPerConnection) {
+      // This is the last stream it gets: new requests open a new session, this one closes when idle.
+      this.forget(id, p);
+      setImmediate(() => p.session.close());
     }
-    return pending;
+    return p;
+  }
+
+  /** A session with room for one more stream, the slot already taken (so concurrent callers cannot overfill it). */
+  private async sessionFor(id: string, target: UpstreamTarget, traceparent: string | undefined): Promise<PooledSession> {
+    for (;;) {
+      const list = this.sessions.get(id);
+      if (list !== undefined) {
+        for (const p of list) {
+          if (this.usable(p) && this.hasRoom(p)) return this.take(id, p);
+        }
+      }
+      let pending = this.connecting.get(id);
+      if (!pending) {
+        pending = this.open(id, target, traceparent).finally(() => this.connecting.delete(id));
+        this.connecting.set(id, pending);
+      }
+      const p = await pending;
+      if (this.usable(p) && this.hasRoom(p)) return this.take(id, p);
+      // Filled by the others who waited for it: look again (and open another if all are full).
+    }
+  }
+
+  private forget(id: string, p: PooledSession): void {
+    const list = this.sessions.get(id);
+    if (list === undefined) return;
+    const i = list.indexOf(p);
+    if (i >= 0) list.splice(i, 1);
+    if (list.length === 0) this.sessions.delete(id);
   }
 
   private async open(id: string, target: UpstreamTarget, traceparent: string | undefined): Promise<PooledSession> {
     let stream;
     try {
-      stream = await this.connector.connect(target, { timeoutMs: this.opts.connectTimeoutMs, traceparent });
+      stream = await this.connector.connect(target, { timeoutMs: this.opts.connectTimeoutMs, traceparent, keepalive: this.opts.keepalive });
     } catch (e) {
       throw connectError(e);
     }
@@ -71,10 +112,8 @@ export class Http2Pool {
       createConnection: () => stream,
       settings: { initialWindowSize: WINDOW, enablePush: false },
     });
-    const pooled: PooledSession = { session, streams: 0 };
-    const forget = () => {
-      if (this.sessions.get(id) === pooled) this.sessions.delete(id);
-    };
+    const pooled: PooledSession = { session, streams: 0, active: 0 };
+    const forget = () => this.forget(id, pooled);
     session.on('error', forget);
     session.on('goaway', forget);
     session.on('close', forget);
@@ -84,18 +123,14 @@ export class Http2Pool {
     } catch {
       // Only fails on a session that is already gone; the first request will find out.
     }
-    this.sessions.set(id, pooled);
+    const list = this.sessions.get(id);
+    if (list === undefined) this.sessions.set(id, [pooled]);
+    else list.push(pooled);
     return pooled;
   }
 
   async request(id: string, target: UpstreamTarget, head: UpstreamRequestHead): Promise<UpstreamExchange> {
     const pooled = await this.sessionFor(id, target, head.traceparent);
-    pooled.streams++;
-    if (this.opts.maxRequestsPerConnection > 0 && pooled.streams >= this.opts.maxRequestsPerConnection) {
-      // This is the last stream it gets: new requests open a new session, this one closes when idle.
-      if (this.sessions.get(id) === pooled) this.sessions.delete(id);
-      setImmediate(() => pooled.session.close());
-    }
     let stream: http2.ClientHttp2Stream;
     try {
       stream = pooled.session.request(
@@ -103,7 +138,8 @@ export class Http2Pool {
         { endStream: !head.hasBody },
       );
     } catch (e) {
-      if (this.sessions.get(id) === pooled) this.sessions.delete(id);
+      pooled.active--;
+      this.forget(id, pooled);
       throw new UpstreamError('Reset', `upstream session unusable: ${e instanceof Error ? e.message : String(e)}`, true);
     }
     let trailers: HeaderMap | undefined;
@@ -112,6 +148,9 @@ export class Http2Pool {
     });
     // Failures are reported through `response` and the body's premature close.
     stream.on('error', () => {});
+    stream.once('close', () => {
+      pooled.active--;
+    });
     const response = new Promise<UpstreamResponse>((resolve, reject) => {
       let settled = false;
       stream.once('response', (h: http2.IncomingHttpHeaders, flags: number) => {
@@ -143,15 +182,20 @@ export class Http2Pool {
   }
 
   retain(ids: ReadonlySet<string>): void {
-    for (const [id, p] of this.sessions) {
+    for (const [id, list] of this.sessions) {
       if (ids.has(id)) continue;
-      p.session.close();
+      for (const p of list) p.session.close();
       this.sessions.delete(id);
     }
   }
 
   close(): void {
-    for (const p of this.sessions.values()) p.session.destroy();
+    for (const list of this.sessions.values()) for (const p of list) p.session.destroy();
     this.sessions.clear();
+  }
+
+  /** Sessions open to an endpoint (tests and stats). */
+  sessionCount(id: string): number {
+    return this.sessions.get(id)?.length ?? 0;
   }
 }

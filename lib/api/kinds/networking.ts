@@ -95,6 +95,7 @@ const connectionPool = z.strictObject(
         {
           maxConnections: nonNegativeInt().optional(),
           connectTimeout: positiveDuration.optional(),
+          idleTimeout: positiveDuration.optional(),
           tcpKeepalive: z
             .strictObject(
               {

@@ -531,6 +531,70 @@ napi_value SetMark(napi_env env, napi_callback_info info) {
   return nullptr;
 }
 
+// The four arguments of setKeepalive, range-checked (the kernel caps TCP_KEEPIDLE and
+// TCP_KEEPINTVL at 32767 s and TCP_KEEPCNT at 127).
+bool GetKeepaliveArgs(napi_env env, napi_callback_info info, double* d) {
+  napi_value argv[4];
+  size_t argc = 4;
+  NAPI_OK(napi_get_cb_info(env, info, &argc, argv, nullptr, nullptr));
+  if (argc < 4) return ThrowType(env, "missing arguments");
+  for (size_t i = 0; i < 4; i++) {
+    napi_valuetype t;
+    NAPI_OK(napi_typeof(env, argv[i], &t));
+    if (t == napi_number) NAPI_OK(napi_get_value_double(env, argv[i], &d[i]));
+    double max = i == 0 ? 2147483647.0 : i == 3 ? 127.0 : 32767.0;
+    if (t != napi_number || !(d[i] >= 0 && d[i] <= max) || d[i] != trunc(d[i])) {
+      return ThrowType(env, i == 0 ? "fd must be a non-negative integer"
+                           : i == 3 ? "probes must be an integer in [0, 127]"
+                                    : "keepalive times must be whole seconds in [0, 32767]");
+    }
+  }
+  return true;
+}
+
+// setKeepalive(fd, idleSeconds, intervalSeconds, probes): SO_KEEPALIVE on; each of the three
+// left at the kernel's default when 0. Node's setKeepAlive() only sets the idle time, and
+// DestinationRule tcpKeepalive also names the interval and the probe count.
+napi_value SetKeepalive(napi_env env, napi_callback_info info) {
+  double d[4] = {0, 0, 0, 0};
+  if (!GetKeepaliveArgs(env, info, d)) return nullptr;
+  int fd = static_cast<int>(d[0]);
+  Failure f;
+  bool ok = SetInt(fd, SOL_SOCKET, SO_KEEPALIVE, 1, "SO_KEEPALIVE", &f) &&
+            (d[1] == 0 || SetInt(fd, IPPROTO_TCP, TCP_KEEPIDLE, static_cast<int>(d[1]), "TCP_KEEPIDLE", &f)) &&
+            (d[2] == 0 || SetInt(fd, IPPROTO_TCP, TCP_KEEPINTVL, static_cast<int>(d[2]), "TCP_KEEPINTVL", &f)) &&
+            (d[3] == 0 || SetInt(fd, IPPROTO_TCP, TCP_KEEPCNT, static_cast<int>(d[3]), "TCP_KEEPCNT", &f));
+  if (!ok) ThrowFailure(env, f, nullptr);
+  return nullptr;
+}
+
+// getKeepalive(fd) -> { enabled, idle, interval, probes }: what the kernel holds, for tests and diagnostics.
+napi_value GetKeepalive(napi_env env, napi_callback_info info) {
+  int fd;
+  if (!GetFdArgs(env, info, 1, &fd, nullptr)) return nullptr;
+  int vals[4] = {0, 0, 0, 0};
+  const int levels[4] = {SOL_SOCKET, IPPROTO_TCP, IPPROTO_TCP, IPPROTO_TCP};
+  const int opts[4] = {SO_KEEPALIVE, TCP_KEEPIDLE, TCP_KEEPINTVL, TCP_KEEPCNT};
+  const char* names[4] = {"SO_KEEPALIVE", "TCP_KEEPIDLE", "TCP_KEEPINTVL", "TCP_KEEPCNT"};
+  for (int i = 0; i < 4; i++) {
+    socklen_t len = sizeof(int);
+    if (getsockopt(fd, levels[i], opts[i], &vals[i], &len) != 0) {
+      Failure f;
+      f.Set(errno, "getsockopt", names[i]);
+      ThrowFailure(env, f, nullptr);
+      return nullptr;
+    }
+  }
+  napi_value result, v;
+  if (napi_create_object(env, &result) != napi_ok) return nullptr;
+  napi_get_boolean(env, vals[0] != 0, &v);
+  napi_set_named_property(env, result, "enabled", v);
+  napi_set_named_property(env, result, "idle", Int(env, vals[1]));
+  napi_set_named_property(env, result, "interval", Int(env, vals[2]));
+  napi_set_named_property(env, result, "probes", Int(env, vals[3]));
+  return result;
+}
+
 napi_value Init(napi_env env, napi_value exports) {
   napi_property_descriptor props[] = {
       {"listenTcp", nullptr, ListenTcp, nullptr, nullptr, nullptr, napi_enumerable, nullptr},
@@ -540,6 +604,10 @@ napi_value Init(napi_env env, napi_value exports) {
       {"getOriginalDst", nullptr, GetOriginalDst, nullptr, nullptr, nullptr, napi_enumerable,
        nullptr},
       {"setMark", nullptr, SetMark, nullptr, nullptr, nullptr, napi_enumerable, nullptr},
+      {"setKeepalive", nullptr, SetKeepalive, nullptr, nullptr, nullptr, napi_enumerable,
+       nullptr},
+      {"getKeepalive", nullptr, GetKeepalive, nullptr, nullptr, nullptr, napi_enumerable,
+       nullptr},
   };
   if (napi_define_properties(env, exports, sizeof(props) / sizeof(props[0]), props) != napi_ok) {
     return nullptr;

@@ -1,0 +1,195 @@
+/**
+ * DestinationRule connectionPool settings beyond the circuit-breaker limits: connect and idle
+ * timeouts, the cap on concurrent retries, streams per upstream HTTP/2 connection, and
+ * h2UpgradePolicy. Each is checked against what the endpoint sees.
+ */
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import http from 'node:http';
+import {
+  buildSnapshot, h1Request, hostOf, ISTIO, obj, serviceConfig, sleep, startBackend, startHarness,
+  type Backend, type BackendRequest, type BackendResponse, type Harness, type ServiceDef,
+} from '../helpers/waypoint-harness';
+
+const host = hostOf('ratings');
+
+async function setup(
+  svc: ServiceDef,
+  trafficPolicy: object | undefined,
+  handler: (req: BackendRequest, res: BackendResponse) => void,
+  extra: { vs?: object; limits?: Parameters<typeof startHarness>[0] } = {},
+): Promise<{ h: Harness; backend: Backend; port: number; close: () => Promise<void> }> {
+  const h = await startHarness(extra.limits);
+  const backend = await startBackend('ratings-a', (req, res) => {
+    req.resume();
+    req.on('end', () => handler(req, res));
+  });
+  const ports = svc.ports.map((p) => ({ servicePort: p, targetPort: p }));
+  const mesh = buildSnapshot([svc], [{ name: 'ratings-a', ip: '10.0.7.1', services: { [host]: ports } }]);
+  const parts: Parameters<typeof serviceConfig>[1] = {};
+  if (trafficPolicy) parts.destinationRules = [obj(ISTIO, 'DestinationRule', 'ratings', { host: 'ratings', trafficPolicy })];
+  if (extra.vs) parts.virtualServices = [obj(ISTIO, 'VirtualService', 'ratings', { hosts: ['ratings'], http: [{ route: [{ destination: { host: 'ratings' } }], ...extra.vs }] })];
+  assert.deepEqual(h.engine.update(mesh, new Map([['l7/shop/ratings', serviceConfig(svc, parts)]])), []);
+  h.connector.ports.set('ratings-a', backend.port);
+  const port = await h.tunnel({ authority: `${svc.vip}:${svc.ports[0]}` });
+  return {
+    h,
+    backend,
+    port,
+    close: async () => {
+      await h.close();
+      await backend.close();
+    },
+  };
+}
+
+const svc: ServiceDef = { name: 'ratings', vip: '10.96.7.1', ports: [8080] };
+
+test('connectionPool.tcp.connectTimeout bounds the connect to an endpoint: 503 UF on time, not after the 10 s default', async () => {
+  const t = await setup(svc, { connectionPool: { tcp: { connectTimeout: '250ms' } } }, (_q, res) => res.end('ok'));
+  try {
+    t.h.connector.hang.add('ratings-a');
+    const start = Date.now();
+    const r = await h1Request(t.port);
+    const took = Date.now() - start;
+    assert.equal(r.status, 503);
+    assert.ok(took >= 200 && took < 3000, `answered after ${took} ms`);
+    const [rec] = await t.h.telemetry.closed(1);
+    assert.equal(rec.flags, 'UF');
+  } finally {
+    await t.close();
+  }
+});
+
+test('connectionPool.http.idleTimeout closes pooled upstream connections after that much idleness', async () => {
+  const t = await setup(svc, { connectionPool: { http: { idleTimeout: '300ms' } } }, (_q, res) => res.end('ok'));
+  try {
+    assert.equal((await h1Request(t.port)).status, 200);
+    assert.equal(t.backend.open, 1, 'the upstream connection is kept for reuse');
+    assert.equal((await h1Request(t.port)).status, 200);
+    assert.equal(t.backend.connections, 1, 'and reused');
+    await sleep(1200);
+    assert.equal(t.backend.open, 0, 'closed once idle for 300 ms (the default would keep it 4 s)');
+    assert.equal((await h1Request(t.port)).status, 200, 'a new connection serves the next request');
+    assert.equal(t.backend.connections, 2);
+  } finally {
+    await t.close();
+  }
+});
+
+test('connectionPool.http.idleTimeout applies to pooled upstream HTTP/2 sessions', async () => {
+  const h2svc: ServiceDef = { ...svc, appProtocols: { 8080: 'http2' } };
+  const t = await setup(h2svc, { connectionPool: { http: { idleTimeout: '300ms' } } }, (_q, res) => res.end('ok'));
+  try {
+    assert.equal((await h1Request(t.port)).status, 200);
+    assert.equal(t.backend.open, 1);
+    await sleep(1200);
+    assert.equal(t.backend.open, 0, 'the idle session was closed');
+  } finally {
+    await t.close();
+  }
+});
+
+test('connectionPool.http.maxRetries caps retries in flight at once below the retry budget', async () => {
+  // Every attempt fails after 200 ms. Ten callers fail together; the budget alone would let three
+  // retry at once (its minimum concurrency); maxRetries: 1 lets one.
+  const measure = async (trafficPolicy: object | undefined): Promise<{ maxConcurrentRetries: number; retried: number }> => {
+    let inFlight = 0;
+    let max = 0;
+    let retried = 0;
+    let t0 = 0;
+    const t = await setup(
+      svc,
+      trafficPolicy,
+      (_q, res) => {
+        // First attempts all arrive within the first 100 ms; later arrivals are retries.
+        const isRetry = Date.now() - t0 > 100;
+        if (isRetry) {
+          retried++;
+          inFlight++;
+          max = Math.max(max, inFlight);
+        }
+        setTimeout(() => {
+          if (isRetry) inFlight--;
+          res.statusCode = 503;
+          res.end('down');
+        }, 200);
+      },
+      { vs: { retries: { attempts: 3, retryOn: '5xx' } } },
+    );
+    try {
+      t0 = Date.now();
+      const results = await Promise.all(Array.from({ length: 10 }, () => h1Request(t.port)));
+      assert.ok(results.every((r) => r.status === 503));
+      return { maxConcurrentRetries: max, retried };
+    } finally {
+      await t.close();
+    }
+  };
+  const capped = await measure({ connectionPool: { http: { maxRetries: 1 } } });
+  assert.equal(capped.maxConcurrentRetries, 1, JSON.stringify(capped));
+  assert.ok(capped.retried >= 1);
+  const budgetOnly = await measure(undefined);
+  assert.ok(budgetOnly.maxConcurrentRetries >= 2, `without maxRetries more retries run at once: ${JSON.stringify(budgetOnly)}`);
+});
+
+test('connectionPool.http.maxConcurrentStreams opens another upstream HTTP/2 connection instead of exceeding it', async () => {
+  const h2svc: ServiceDef = { ...svc, appProtocols: { 8080: 'http2' } };
+  let inFlight = 0;
+  let max = 0;
+  const slow = (_q: BackendRequest, res: BackendResponse) => {
+    inFlight++;
+    max = Math.max(max, inFlight);
+    setTimeout(() => {
+      inFlight--;
+      res.end('ok');
+    }, 300);
+  };
+  const t = await setup(h2svc, { connectionPool: { http: { maxConcurrentStreams: 2 } } }, slow);
+  try {
+    const agent = new http.Agent({ keepAlive: true, maxSockets: 6 });
+    const results = await Promise.all(Array.from({ length: 6 }, () => h1Request(t.port, { agent })));
+    agent.destroy();
+    assert.ok(results.every((r) => r.status === 200));
+    assert.equal(max, 6, 'all six ran at once');
+    assert.equal(t.backend.connections, 3, 'two streams per connection');
+  } finally {
+    await t.close();
+  }
+  const u = await setup(h2svc, undefined, slow);
+  try {
+    await Promise.all(Array.from({ length: 6 }, () => h1Request(u.port)));
+    assert.equal(u.backend.connections, 1, 'without the setting one session carries them all');
+  } finally {
+    await u.close();
+  }
+});
+
+test('connectionPool.http.h2UpgradePolicy UPGRADE sends HTTP/1.1 callers\' requests to the endpoint as HTTP/2', async () => {
+  for (const [policy, expected] of [['UPGRADE', '2.0'], ['DO_NOT_UPGRADE', '1.1'], [undefined, '1.1']] as const) {
+    const tp = policy ? { connectionPool: { http: { h2UpgradePolicy: policy } } } : undefined;
+    const t = await setup({ ...svc, appProtocols: { 8080: 'http' } }, tp, (req, res) => {
+      res.setHeader('x-version', req.httpVersion);
+      res.end(`${req.method} ${req.url}`);
+    });
+    try {
+      const r = await h1Request(t.port, { method: 'POST', path: '/a?b=1', body: 'xyz' });
+      assert.equal(r.status, 200);
+      assert.equal(r.headers['x-version'], expected, `policy ${policy ?? 'unset'}`);
+      assert.equal(r.body, 'POST /a?b=1');
+    } finally {
+      await t.close();
+    }
+  }
+});
+
+test('durations beyond what a timer can hold mean "about never", not an immediate timeout', async () => {
+  const t = await setup(svc, { connectionPool: { tcp: { connectTimeout: '1000h' }, http: { idleTimeout: '1000h' } } }, (_q, res) => res.end('ok'));
+  try {
+    assert.equal((await h1Request(t.port)).status, 200);
+    await sleep(100);
+    assert.equal(t.backend.open, 1, 'the pooled connection was not closed at once');
+  } finally {
+    await t.close();
+  }
+});
