@@ -97,13 +97,15 @@ test('connectionPool.http.maxRetries caps retries in flight at once below the re
     let inFlight = 0;
     let max = 0;
     let retried = 0;
-    let t0 = 0;
+    // Each caller names itself; a second arrival of the same name is a retry.
+    const seen = new Set<string>();
     const t = await setup(
       svc,
       trafficPolicy,
-      (_q, res) => {
-        // First attempts all arrive within the first 100 ms; later arrivals are retries.
-        const isRetry = Date.now() - t0 > 100;
+      (q, res) => {
+        const caller = String(q.headers['x-caller']);
+        const isRetry = seen.has(caller);
+        seen.add(caller);
         if (isRetry) {
           retried++;
           inFlight++;
@@ -118,8 +120,7 @@ test('connectionPool.http.maxRetries caps retries in flight at once below the re
       { vs: { retries: { attempts: 3, retryOn: '5xx' } } },
     );
     try {
-      t0 = Date.now();
-      const results = await Promise.all(Array.from({ length: 10 }, () => h1Request(t.port)));
+      const results = await Promise.all(Array.from({ length: 10 }, (_, i) => h1Request(t.port, { headers: { 'x-caller': `c${i}` } })));
       assert.ok(results.every((r) => r.status === 503));
       return { maxConcurrentRetries: max, retried };
     } finally {

@@ -119,16 +119,18 @@ test('an opaque TCP connection with no traffic either way is closed after connec
     s.on('data', (d: Buffer) => echoed.push(d));
     const closed = new Promise<number>((r) => s.on('close', () => r(Date.now())));
     // Traffic keeps it open past one idle period...
+    let lastWrite = 0;
     for (let i = 0; i < 4; i++) {
       s.write('ping');
+      lastWrite = Date.now();
       await new Promise((r) => setTimeout(r, 150));
     }
     assert.equal(s.destroyed, false, 'still open while bytes flow');
     assert.equal(Buffer.concat(echoed).toString(), 'pingpingpingping');
-    // ...then silence closes it.
-    const quietFrom = Date.now();
+    // ...then silence closes it, one idle period after the last byte (the echo came after the write,
+    // so the period cannot end earlier than 300 ms after it; 10 ms allow for clock granularity).
     const at = await closed;
-    assert.ok(at - quietFrom >= 150 && at - quietFrom < 2000, `closed ${at - quietFrom} ms after the last byte`);
+    assert.ok(at - lastWrite >= 290 && at - lastWrite < 2000, `closed ${at - lastWrite} ms after the last write`);
   } finally {
     await h.close();
     await backend.close();
