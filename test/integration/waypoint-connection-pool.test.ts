@@ -7,7 +7,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import http from 'node:http';
 import {
-  buildSnapshot, h1Request, hostOf, ISTIO, obj, serviceConfig, sleep, startBackend, startHarness,
+  buildSnapshot, h1Request, hostOf, ISTIO, obj, serviceConfig, sleep, startBackend, startHarness, startTcpBackend,
   type Backend, type BackendRequest, type BackendResponse, type Harness, type ServiceDef,
 } from '../helpers/waypoint-harness';
 
@@ -163,6 +163,57 @@ test('connectionPool.http.maxConcurrentStreams opens another upstream HTTP/2 con
     assert.equal(u.backend.connections, 1, 'without the setting one session carries them all');
   } finally {
     await u.close();
+  }
+});
+
+test('an endpoint\'s own SETTINGS_MAX_CONCURRENT_STREAMS also caps a pooled HTTP/2 session: more streams open another', async () => {
+  const h2svc: ServiceDef = { ...svc, appProtocols: { 8080: 'http2' } };
+  let inFlight = 0;
+  let max = 0;
+  const t = await setup(h2svc, undefined, (_q, res) => {
+    inFlight++;
+    max = Math.max(max, inFlight);
+    setTimeout(() => {
+      inFlight--;
+      res.end('ok');
+    }, 300);
+  });
+  try {
+    t.backend.h2.updateSettings({ maxConcurrentStreams: 2 });
+    // The first request opens the session and learns the endpoint's settings.
+    assert.equal((await h1Request(t.port)).status, 200);
+    max = 0;
+    const agent = new http.Agent({ keepAlive: true, maxSockets: 6 });
+    const results = await Promise.all(Array.from({ length: 6 }, () => h1Request(t.port, { agent })));
+    agent.destroy();
+    assert.deepEqual(results.map((r) => r.status), [200, 200, 200, 200, 200, 200]);
+    assert.equal(max, 6, 'all six ran at once, none queued behind the limit');
+    assert.equal(t.backend.connections, 3, 'two streams per connection, as the endpoint asked');
+  } finally {
+    await t.close();
+  }
+});
+
+test('an HTTP/2 endpoint that never sends its SETTINGS is a connect failure within connectTimeout (503 UF), not a hang', async () => {
+  const h2svc: ServiceDef = { ...svc, appProtocols: { 8080: 'http2' } };
+  const h = await startHarness();
+  const silent = await startTcpBackend((s) => s.on('data', () => {}));
+  try {
+    const mesh = buildSnapshot([h2svc], [{ name: 'ratings-a', ip: '10.0.7.1', services: { [host]: [{ servicePort: 8080, targetPort: 8080 }] } }]);
+    const dr = obj(ISTIO, 'DestinationRule', 'ratings', { host: 'ratings', trafficPolicy: { connectionPool: { tcp: { connectTimeout: '300ms' } } } });
+    assert.deepEqual(h.engine.update(mesh, new Map([['l7/shop/ratings', serviceConfig(h2svc, { destinationRules: [dr] })]])), []);
+    h.connector.ports.set('ratings-a', silent.port);
+    const port = await h.tunnel({ authority: `${h2svc.vip}:8080` });
+    const start = Date.now();
+    const r = await h1Request(port);
+    const took = Date.now() - start;
+    assert.equal(r.status, 503);
+    assert.ok(took >= 280 && took < 5000, `answered after ${took} ms`);
+    const recs = await h.telemetry.closed(1);
+    assert.equal(recs[0].flags, 'UF');
+  } finally {
+    await h.close();
+    await silent.close();
   }
 });
 

@@ -57,7 +57,11 @@ export class Http2Pool {
   }
 
   private hasRoom(p: PooledSession): boolean {
-    const max = this.opts.maxConcurrentStreams ?? 0;
+    // As Envoy does, the peer's SETTINGS_MAX_CONCURRENT_STREAMS also caps a session: beyond it a
+    // new session opens instead of nghttp2 queueing the stream behind the busy ones.
+    const configured = this.opts.maxConcurrentStreams ?? 0;
+    const peer = p.session.remoteSettings.maxConcurrentStreams ?? 0;
+    const max = configured > 0 && (peer <= 0 || configured < peer) ? configured : peer;
     const perConnection = this.opts.maxRequestsPerConnection;
     return (max <= 0 || p.active < max) && (perConnection <= 0 || p.streams < perConnection);
   }
@@ -118,6 +122,15 @@ export class Http2Pool {
     session.on('goaway', forget);
     session.on('close', forget);
     session.setTimeout(this.opts.idleTimeoutMs, () => session.close());
+    // The endpoint's SETTINGS (sent at once on connect) carry its stream limit. Until they arrive
+    // nghttp2 assumes no limit, so callers waiting on this session would all pile onto it and the
+    // endpoint would refuse the streams beyond its limit: wait for them, within the connect timeout.
+    try {
+      await remoteSettings(session, this.opts.connectTimeoutMs);
+    } catch (e) {
+      session.destroy();
+      throw connectError(e);
+    }
     try {
       session.setLocalWindowSize(WINDOW);
     } catch {
@@ -198,4 +211,24 @@ export class Http2Pool {
   sessionCount(id: string): number {
     return this.sessions.get(id)?.length ?? 0;
   }
+}
+
+function remoteSettings(session: http2.ClientHttp2Session, timeoutMs: number): Promise<void> {
+  return new Promise<void>((resolve, reject) => {
+    const done = (err?: Error) => {
+      clearTimeout(timer);
+      session.off('remoteSettings', onSettings);
+      session.off('error', onError);
+      session.off('close', onClose);
+      if (err) reject(err);
+      else resolve();
+    };
+    const onSettings = () => done();
+    const onError = (e: Error) => done(e);
+    const onClose = () => done(new Error('the endpoint closed the HTTP/2 connection before its SETTINGS'));
+    const timer = setTimeout(() => done(new Error(`no HTTP/2 SETTINGS from the endpoint within ${timeoutMs} ms (is the port really HTTP/2?)`)), timeoutMs);
+    session.on('remoteSettings', onSettings);
+    session.on('error', onError);
+    session.on('close', onClose);
+  });
 }
