@@ -167,6 +167,22 @@ test('Host values that are not a plain host[:port], and repeated or conflicting 
   }
 });
 
+test('an HTTP/1.1 CONNECT inside a tunnel gets 405 and a closed connection, first or after a keep-alive request', async () => {
+  apply();
+  const hitsBefore = backend.hits;
+  const first = await rawExchange(webPort, 'CONNECT evil.example:443 HTTP/1.1\r\nHost: evil.example:443\r\n\r\nraw tunnel bytes', 2000);
+  assert.match(first.text, /^HTTP\/1\.1 405 /);
+  assert.match(first.text, /connection: close/i);
+  assert.ok(first.closed, 'the connection is closed after the answer');
+  assert.equal(h.telemetry.records.at(-1)!.code, 405);
+  assert.equal(h.telemetry.records.at(-1)!.flags, 'DPE');
+
+  const second = await rawExchange(webPort, 'GET / HTTP/1.1\r\nHost: web\r\n\r\nCONNECT evil.example:443 HTTP/1.1\r\nHost: evil.example:443\r\n\r\n', 2000);
+  assert.match(second.text, /^HTTP\/1\.1 200 [\s\S]*HTTP\/1\.1 405 /);
+  assert.ok(second.closed);
+  assert.equal(backend.hits, hitsBefore + 1, 'only the GET reached the endpoint');
+});
+
 test('a caller that leaves during an injected delay does not leave the delay timer behind', async () => {
   const vs = obj(ISTIO, 'VirtualService', 'web', { hosts: ['web'], http: [{ route: [{ destination: { host: 'web' } }], fault: { delay: { fixedDelay: '60s', percentage: { value: 100 } } } }] });
   apply({ virtualServices: [vs] });

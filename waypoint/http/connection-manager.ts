@@ -74,6 +74,7 @@ export class ConnectionManager implements Http1ServerHost {
     this.h1.on('request', (req: http.IncomingMessage, res: http.ServerResponse) => this.onRequest(req, res, false));
     this.h1.on('checkContinue', (req: http.IncomingMessage, res: http.ServerResponse) => this.onRequest(req, res, true));
     this.h1.on('upgrade', (req: http.IncomingMessage, socket: Duplex, head: Buffer) => this.onUpgrade(req, socket, head));
+    this.h1.on('connect', (req: http.IncomingMessage, socket: Duplex) => this.onConnect(req, socket));
     this.h1.on('clientError', (err: Error & { code?: string }, socket: Duplex) => this.onClientError(err, socket));
     // node starts the header-timeout checker on 'listening'; this server never listens, so start it here.
     this.h1.emit('listening');
@@ -235,6 +236,21 @@ export class ConnectionManager implements Http1ServerHost {
       return;
     }
     socket.end('HTTP/1.1 403 Forbidden\r\ncontent-length: 14\r\nconnection: close\r\n\r\nupgrade_failed');
+  }
+
+  /**
+   * An HTTP/1.1 CONNECT inside a tunnel: the filter chain answers it (405, counted and logged like
+   * any refused request) and the connection closes, since what follows would be tunnel bytes.
+   * Without this listener node:http would drop the connection without a word.
+   */
+  private onConnect(req: http.IncomingMessage, socket: Duplex): void {
+    socket.on('error', () => socket.destroy());
+    const conn = this.h1Conns.get(socket);
+    if (!conn) {
+      socket.destroy();
+      return;
+    }
+    this.chain.handle(new RawHttp1Downstream(req, socket), conn.tunnel);
   }
 
   /**
