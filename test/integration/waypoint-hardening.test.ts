@@ -183,6 +183,47 @@ test('an HTTP/1.1 CONNECT inside a tunnel gets 405 and a closed connection, firs
   assert.equal(backend.hits, hitsBefore + 1, 'only the GET reached the endpoint');
 });
 
+test('a kept-alive upstream connection that dies under a reused request: GET is sent again once, POST is not repeated', async () => {
+  // Every connection answers its first request and keeps alive; a second request on it is read
+  // (the application saw it) and the connection dies without an answer.
+  const arrivals: string[] = [];
+  const flaky = await startTcpBackend((s) => {
+    let served = 0;
+    let buf = '';
+    s.on('data', (d: Buffer) => {
+      buf += d.toString('latin1');
+      for (;;) {
+        const end = buf.indexOf('\r\n\r\n');
+        if (end < 0) return;
+        const head = buf.slice(0, end);
+        const len = Number(/content-length: *(\d+)/i.exec(head)?.[1] ?? 0);
+        if (buf.length < end + 4 + len) return;
+        buf = buf.slice(end + 4 + len);
+        arrivals.push(head.split(' ')[0]);
+        if (served++ === 0) s.write('HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok');
+        else s.destroy();
+      }
+    });
+  });
+  h.connector.ports.set('raw-a', flaky.port);
+  try {
+    const first = await h1Request(rawPort, { timeoutMs: 3000 });
+    assert.equal(first.status, 200, 'the first request opens a connection, kept alive');
+    const get = await h1Request(rawPort, { timeoutMs: 3000 });
+    assert.equal(get.status, 200, 'the GET that met the dying connection was answered');
+    assert.deepEqual(arrivals, ['GET', 'GET', 'GET'], 'it went again, on a new connection');
+    // That new connection is kept alive in turn; a POST reusing it meets the same death.
+    arrivals.length = 0;
+    const post = await h1Request(rawPort, { method: 'POST', body: 'order=1', timeoutMs: 3000 });
+    assert.equal(post.status, 503);
+    assert.equal(h.telemetry.records.at(-1)!.flags, 'UC');
+    assert.deepEqual(arrivals, ['POST'], 'the POST the application saw was not repeated');
+  } finally {
+    h.connector.ports.set('raw-a', rawUpstream.port);
+    await flaky.close();
+  }
+});
+
 test('a caller that leaves during an injected delay does not leave the delay timer behind', async () => {
   const vs = obj(ISTIO, 'VirtualService', 'web', { hosts: ['web'], http: [{ route: [{ destination: { host: 'web' } }], fault: { delay: { fixedDelay: '60s', percentage: { value: 100 } } } }] });
   apply({ virtualServices: [vs] });

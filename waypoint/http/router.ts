@@ -41,6 +41,9 @@ export interface ForwardRequest {
 
 const GRPC_DEADLINE_EXCEEDED = 4;
 
+/** RFC 9110 §9.2.2: repeating one of these has the effect of sending it once. */
+const IDEMPOTENT_METHODS: ReadonlySet<string> = new Set(['GET', 'HEAD', 'OPTIONS', 'TRACE', 'PUT', 'DELETE']);
+
 /** gRPC's grpc-timeout header ("100m", "5S"): milliseconds, or undefined when absent or malformed. */
 export function parseGrpcTimeout(v: string | string[] | undefined): number | undefined {
   if (typeof v !== 'string') return undefined;
@@ -175,9 +178,10 @@ export class ForwardedRequest {
       admission.release();
       const { outcome, error } = result;
       cluster.report(ep, { connectFailure: outcome.connectFailure, status: outcome.connectFailure ? undefined : 503 });
-      // A keep-alive connection the endpoint closed just as we reused it: the request never reached
-      // the application, so one silent retry is safe whatever the policy says.
-      if (result.reused && !transparentRetryUsed && this.body.replayable && !this.tryTimedOut) {
+      // A keep-alive connection the endpoint closed just as we reused it: usually the request never
+      // reached the application, but that cannot be known, so the one silent retry (whatever the
+      // policy says) is only for idempotent methods; a POST is not sent twice behind the caller's back.
+      if (result.reused && !transparentRetryUsed && IDEMPOTENT_METHODS.has(this.head.method) && this.body.replayable && !this.tryTimedOut) {
         transparentRetryUsed = true;
         tried.delete(ep.id);
         continue;
