@@ -235,6 +235,66 @@ test('connectionPool.http.h2UpgradePolicy UPGRADE sends HTTP/1.1 callers\' reque
   }
 });
 
+test('connectionPool.tcp.maxConnectionDuration retires upstream HTTP/1.1 connections: an idle one closes at its age, a busy one after its request', async () => {
+  let delayMs = 0;
+  const t = await setup(svc, { connectionPool: { tcp: { maxConnectionDuration: '400ms' } } }, (_q, res) => {
+    setTimeout(() => res.end('ok'), delayMs);
+  });
+  try {
+    assert.equal((await h1Request(t.port)).status, 200);
+    assert.equal(t.backend.open, 1, 'kept alive while young');
+    await sleep(900);
+    assert.equal(t.backend.open, 0, 'closed at 400 ms although the idle timeout (4 s) had not run out');
+    // A request still running when the connection comes of age finishes on it; the connection then closes.
+    delayMs = 700;
+    assert.equal((await h1Request(t.port)).status, 200);
+    assert.equal(t.backend.connections, 2);
+    await sleep(100);
+    assert.equal(t.backend.open, 0, 'closed once its request ended');
+    delayMs = 0;
+    assert.equal((await h1Request(t.port)).status, 200);
+    assert.equal(t.backend.connections, 3, 'the next request gets a new connection');
+  } finally {
+    await t.close();
+  }
+});
+
+test('connectionPool.tcp.maxConnectionDuration retires upstream HTTP/2 sessions', async () => {
+  const h2svc: ServiceDef = { ...svc, appProtocols: { 8080: 'http2' } };
+  const t = await setup(h2svc, { connectionPool: { tcp: { maxConnectionDuration: '400ms' } } }, (_q, res) => res.end('ok'));
+  try {
+    assert.equal((await h1Request(t.port)).status, 200);
+    assert.equal(t.backend.open, 1);
+    await sleep(900);
+    assert.equal(t.backend.open, 0, 'closed at its age, not after the 60 s idle timeout');
+    assert.equal((await h1Request(t.port)).status, 200);
+    assert.equal(t.backend.connections, 2);
+  } finally {
+    await t.close();
+  }
+});
+
+test('connectionPool.http.useClientProtocol keeps the caller\'s protocol whatever the port declares, and overrides h2UpgradePolicy', async () => {
+  const cases = [
+    [{ 8080: 'http2' }, { useClientProtocol: true }, '1.1'],
+    [{ 8080: 'http2' }, { useClientProtocol: false }, '2.0'],
+    [{ 8080: 'http' }, { useClientProtocol: true, h2UpgradePolicy: 'UPGRADE' }, '1.1'],
+  ] as const;
+  for (const [appProtocols, http, expected] of cases) {
+    const t = await setup({ ...svc, appProtocols }, { connectionPool: { http } }, (req, res) => {
+      res.setHeader('x-version', req.httpVersion);
+      res.end('ok');
+    });
+    try {
+      const r = await h1Request(t.port);
+      assert.equal(r.status, 200);
+      assert.equal(r.headers['x-version'], expected, JSON.stringify({ appProtocols, http }));
+    } finally {
+      await t.close();
+    }
+  }
+});
+
 test('durations beyond what a timer can hold mean "about never", not an immediate timeout', async () => {
   const t = await setup(svc, { connectionPool: { tcp: { connectTimeout: '1000h' }, http: { idleTimeout: '1000h' } } }, (_q, res) => res.end('ok'));
   try {

@@ -137,6 +137,35 @@ test('an opaque TCP connection with no traffic either way is closed after connec
   }
 });
 
+test('connectionPool.tcp.maxConnectionDuration closes an opaque TCP connection at its age even while bytes flow', async () => {
+  const h = await startHarness();
+  const backend = await startTcpBackend((s) => s.on('data', (d: Buffer) => s.write(d)));
+  try {
+    const svc: ServiceDef = { name: 'db', vip: '10.96.9.4', ports: [5432], appProtocols: { 5432: 'tcp' } };
+    const mesh = buildSnapshot([svc], [{ name: 'db-3', ip: '10.0.9.4', services: { [hostOf('db')]: [{ servicePort: 5432, targetPort: 5432 }] } }]);
+    const dr = obj(ISTIO, 'DestinationRule', 'db', { host: 'db', trafficPolicy: { connectionPool: { tcp: { maxConnectionDuration: '500ms' } } } });
+    assert.deepEqual(h.engine.update(mesh, new Map([['l7/shop/db', serviceConfig(svc, { destinationRules: [dr] })]])), []);
+    h.connector.ports.set('db-3', backend.port);
+    const t = await h.tunnel({ authority: '10.96.9.4:5432' });
+    const s = net.connect(t, '127.0.0.1');
+    s.on('error', () => {});
+    const opened = Date.now();
+    let closedAt = 0;
+    s.on('close', () => (closedAt = Date.now()));
+    let echoed = 0;
+    s.on('data', (d: Buffer) => (echoed += d.length));
+    while (closedAt === 0 && Date.now() - opened < 3000) {
+      if (!s.destroyed) s.write('ping');
+      await new Promise((r) => setTimeout(r, 50));
+    }
+    assert.ok(echoed > 0, 'bytes flowed');
+    assert.ok(closedAt - opened >= 450 && closedAt - opened < 2000, `closed ${closedAt - opened} ms after opening`);
+  } finally {
+    await h.close();
+    await backend.close();
+  }
+});
+
 test('without a DestinationRule, the waypoint\'s tcpIdleTimeoutMs closes an idle opaque TCP connection; the HTTP idle timeout does not', async () => {
   const h = await startHarness({ limits: { tcpIdleTimeoutMs: 600, idleTimeoutMs: 100 } });
   const backend = await startTcpBackend((s) => s.on('data', (d: Buffer) => s.write(d)));

@@ -860,6 +860,7 @@ spec:
     connectionPool:
       tcp:
         maxConnections: 100
+        maxConnectionDuration: 30m
       http:
         http2MaxRequests: 1000
         maxRequestsPerConnection: 10
@@ -867,6 +868,7 @@ spec:
         maxRetries: 3
         idleTimeout: 60s
         h2UpgradePolicy: UPGRADE
+        useClientProtocol: false
     outlierDetection:
       consecutive5xxErrors: 7
       consecutiveGatewayErrors: 3
@@ -924,6 +926,8 @@ spec:
       { name: 'unknown simple policy', yaml: `apiVersion: networking.istio.io/v1\nkind: DestinationRule\nmetadata: {name: d}\nspec: {host: reviews, trafficPolicy: {loadBalancer: {simple: WEIGHTED}}}\n`, path: 'spec.trafficPolicy.loadBalancer.simple', message: 'must be one of' },
       { name: 'maxEjectionPercent over 100', yaml: `apiVersion: networking.istio.io/v1\nkind: DestinationRule\nmetadata: {name: d}\nspec: {host: reviews, trafficPolicy: {outlierDetection: {maxEjectionPercent: 150}}}\n`, path: 'spec.trafficPolicy.outlierDetection.maxEjectionPercent', message: 'between 0 and 100' },
       { name: 'zero connect timeout', yaml: `apiVersion: networking.istio.io/v1\nkind: DestinationRule\nmetadata: {name: d}\nspec: {host: reviews, trafficPolicy: {connectionPool: {tcp: {connectTimeout: 0s}}}}\n`, path: 'spec.trafficPolicy.connectionPool.tcp.connectTimeout', message: 'at least 1ms' },
+      { name: 'useClientProtocol not a boolean', yaml: `apiVersion: networking.istio.io/v1\nkind: DestinationRule\nmetadata: {name: d}\nspec: {host: reviews, trafficPolicy: {connectionPool: {http: {useClientProtocol: "yes"}}}}\n`, path: 'spec.trafficPolicy.connectionPool.http.useClientProtocol', message: 'true or false' },
+      { name: 'zero maxConnectionDuration', yaml: `apiVersion: networking.istio.io/v1\nkind: DestinationRule\nmetadata: {name: d}\nspec: {host: reviews, trafficPolicy: {connectionPool: {tcp: {maxConnectionDuration: 0s}}}}\n`, path: 'spec.trafficPolicy.connectionPool.tcp.maxConnectionDuration', message: 'at least 1ms' },
       { name: 'unsupported field deep in a subset', yaml: `apiVersion: networking.istio.io/v1\nkind: DestinationRule\nmetadata: {name: d}\nspec: {host: reviews, subsets: [{name: v1, trafficPolicy: {loadBalancer: {localityLbSetting: {enabled: true}}}}]}\n`, path: 'spec.subsets[0].trafficPolicy.loadBalancer.localityLbSetting', message: 'unsupported field' },
       { name: 'workloadSelector', yaml: `apiVersion: networking.istio.io/v1\nkind: DestinationRule\nmetadata: {name: d}\nspec: {host: reviews, workloadSelector: {matchLabels: {app: a}}}\n`, path: 'spec.workloadSelector', message: 'unsupported field' },
       { name: 'bad exportTo', yaml: `apiVersion: networking.istio.io/v1\nkind: DestinationRule\nmetadata: {name: d}\nspec: {host: reviews, exportTo: ["Not_A_Namespace"]}\n`, path: 'spec.exportTo[0]', message: 'namespace name' },

@@ -169,6 +169,10 @@ export class Cluster {
   h2Upgrade = false;
   /** connectionPool.tcp.tcpKeepalive, for the connections this cluster opens. */
   keepalive: TcpKeepalive | undefined;
+  /** connectionPool.tcp.maxConnectionDuration: opaque TCP connections are closed this long after they open; 0 = never. */
+  maxConnectionDurationMs = 0;
+  /** connectionPool.http.useClientProtocol: endpoints are spoken to in the caller's protocol, whatever the port declares. */
+  useClientProtocol = false;
 
   constructor(
     readonly key: ClusterKey,
@@ -204,6 +208,7 @@ export class Cluster {
       // (Node's is 5 s) so a pooled connection is not reused just as the server closes it.
       idleTimeoutMs: durationMs(p?.http?.idleTimeout) ?? 4_000,
       keepalive: keepaliveOf(p?.tcp?.tcpKeepalive),
+      maxConnectionDurationMs: durationMs(p?.tcp?.maxConnectionDuration) ?? 0,
     };
   }
 
@@ -214,11 +219,14 @@ export class Cluster {
       idleTimeoutMs: durationMs(p?.http?.idleTimeout) ?? 60_000,
       maxConcurrentStreams: p?.http?.maxConcurrentStreams ?? 0,
       keepalive: keepaliveOf(p?.tcp?.tcpKeepalive),
+      maxConnectionDurationMs: durationMs(p?.tcp?.maxConnectionDuration) ?? 0,
     };
   }
 
   /** The protocol spoken to the endpoints for a request that came in as `caller`. */
   protocolFor(caller: 'http1' | 'http2'): 'http1' | 'http2' {
+    // As in Istio, useClientProtocol makes h2UpgradePolicy ineffective.
+    if (this.useClientProtocol) return caller;
     if (this.h2Upgrade) return 'http2';
     // The backend port's declared protocol wins (an HTTP/2 caller to an HTTP/1.1-only app works); else the caller's.
     return this.upstreamProtocol ?? caller;
@@ -256,6 +264,8 @@ export class Cluster {
       this.maxConcurrentRetries = pool?.http?.maxRetries ?? 0;
       this.h2Upgrade = pool?.http?.h2UpgradePolicy === 'UPGRADE';
       this.keepalive = keepaliveOf(pool?.tcp?.tcpKeepalive);
+      this.maxConnectionDurationMs = durationMs(pool?.tcp?.maxConnectionDuration) ?? 0;
+      this.useClientProtocol = pool?.http?.useClientProtocol === true;
       this.http1.configure(this.http1Options(policy.connectionPool));
       this.http2.configure(this.http2Options(policy.connectionPool));
       if (this.tickTimer) clearInterval(this.tickTimer);

@@ -325,6 +325,8 @@ export class Http1ClientConnection {
   /** Requests begun on this connection, the current one included. */
   requests = 0;
   closed = false;
+  /** Older than connectionPool.tcp.maxConnectionDuration: it finishes its request and closes. */
+  expired = false;
   private phase = Phase.Idle;
   private mode = BodyMode.Length;
   private remaining = 0;

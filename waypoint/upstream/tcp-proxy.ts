@@ -85,6 +85,15 @@ export function proxyTcp(o: TcpProxyOptions): void {
       };
       let idleTimer = setTimeout(checkIdle, idleTimeoutMs);
       idleTimer.unref();
+      const maxAge = cluster.maxConnectionDurationMs;
+      const ageTimer =
+        maxAge > 0
+          ? setTimeout(() => {
+              o.log.debug({ endpoint: ep.id, maxConnectionDurationMs: maxAge }, 'closing a tcp connection at its maximum duration');
+              client.destroy();
+              server.destroy();
+            }, maxAge).unref()
+          : null;
       if (o.leftover.length > 0) {
         record.requestBytes += o.leftover.length;
         server.write(o.leftover);
@@ -103,6 +112,7 @@ export function proxyTcp(o: TcpProxyOptions): void {
           return;
         }
         clearTimeout(idleTimer);
+        if (ageTimer !== null) clearTimeout(ageTimer);
         release();
         finish('-');
       };

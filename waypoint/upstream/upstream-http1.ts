@@ -23,6 +23,8 @@ export interface Http1PoolOptions {
   /** Longest response head (and chunked trailer section) accepted; 60 KiB by default. */
   maxResponseHeadBytes?: number;
   keepalive?: TcpKeepalive;
+  /** connectionPool.tcp.maxConnectionDuration: a connection this old takes no new request. 0 = no limit. */
+  maxConnectionDurationMs?: number;
 }
 
 const DEFAULT_MAX_RESPONSE_HEAD_BYTES = 60 * 1024;
@@ -79,6 +81,20 @@ class EndpointPool implements ConnectionOwner {
     }
     const conn = new Http1ClientConnection(stream, this, this.maxHeadBytes);
     this.all.add(conn);
+    const maxAge = this.opts.maxConnectionDurationMs ?? 0;
+    if (maxAge > 0) {
+      // Rare (only with the setting), so a timer per connection: an idle one closes when it expires,
+      // a busy one when its request ends.
+      const timer = setTimeout(() => {
+        conn.expired = true;
+        const i = this.free.lastIndexOf(conn);
+        if (i !== -1) {
+          this.free.splice(i, 1);
+          conn.finish();
+        }
+      }, maxAge).unref();
+      stream.once('close', () => clearTimeout(timer));
+    }
     // Aborted while connecting: the connection serves whoever is next.
     if (ex.done) this.release(conn);
     else conn.begin(ex);
@@ -98,7 +114,7 @@ class EndpointPool implements ConnectionOwner {
       conn.destroy();
       return;
     }
-    if (this.retired || (max > 0 && conn.requests >= max)) {
+    if (this.retired || conn.expired || (max > 0 && conn.requests >= max)) {
       conn.finish();
       return;
     }

@@ -14,6 +14,8 @@ export interface Http2PoolOptions {
   idleTimeoutMs: number;
   /** Streams open at once on one session (connectionPool.http.maxConcurrentStreams); beyond it another session opens. 0 = unlimited. */
   maxConcurrentStreams?: number;
+  /** connectionPool.tcp.maxConnectionDuration: a session this old takes no new stream and closes once its streams end. 0 = no limit. */
+  maxConnectionDurationMs?: number;
   keepalive?: TcpKeepalive;
 }
 
@@ -135,6 +137,14 @@ export class Http2Pool {
       session.setLocalWindowSize(WINDOW);
     } catch {
       // Only fails on a session that is already gone; the first request will find out.
+    }
+    const maxAge = this.opts.maxConnectionDurationMs ?? 0;
+    if (maxAge > 0) {
+      const timer = setTimeout(() => {
+        this.forget(id, pooled);
+        session.close();
+      }, maxAge).unref();
+      session.once('close', () => clearTimeout(timer));
     }
     const list = this.sessions.get(id);
     if (list === undefined) this.sessions.set(id, [pooled]);

@@ -96,6 +96,7 @@ const connectionPool = z.strictObject(
           maxConnections: nonNegativeInt().optional(),
           connectTimeout: positiveDuration.optional(),
           idleTimeout: positiveDuration.optional(),
+          maxConnectionDuration: positiveDuration.optional(),
           tcpKeepalive: z
             .strictObject(
               {
@@ -120,6 +121,7 @@ const connectionPool = z.strictObject(
           idleTimeout: positiveDuration.optional(),
           h2UpgradePolicy: oneOf(['DEFAULT', 'DO_NOT_UPGRADE', 'UPGRADE']).optional(),
           maxConcurrentStreams: nonNegativeInt().optional(),
+          useClientProtocol: z.boolean({ error: 'must be true or false' }).optional(),
         },
         expected('a mapping'),
       )
