@@ -59,6 +59,8 @@ export interface Backend {
   connections: number;
   /** Of those, the ones still open. */
   readonly open: number;
+  /** Closes every open connection (the waypoint's pooled ones included); the backend keeps listening. */
+  dropConnections(): void;
   close(): Promise<void>;
 }
 
@@ -75,6 +77,9 @@ export async function startBackend(name: string, handler: BackendHandler): Promi
     },
     h1: http.createServer(),
     h2: http2.createServer(),
+    dropConnections: () => {
+      for (const s of sockets) s.destroy();
+    },
     close: async () => {
       for (const s of sockets) s.destroy();
       await new Promise<void>((r) => server.close(() => r()));

@@ -7,7 +7,7 @@ import net from 'node:net';
 import type { Duplex } from 'node:stream';
 import * as grpc from '@grpc/grpc-js';
 import {
-  buildSnapshot, GW, h1Request, h2Request, hostOf, identityOf, ISTIO, obj, readBody, serviceConfig, sleep, startBackend, startHarness,
+  buildSnapshot, GW, h1Request, h2Request, hostOf, identityOf, ISTIO, obj, readBody, serviceConfig, sleep, startBackend, startHarness, startTcpBackend,
   type Backend, type BackendRequest, type BackendResponse, type Harness, type ServiceDef,
 } from '../helpers/waypoint-harness';
 import { RATE_LIMIT_ANNOTATION } from '../../waypoint/http/filters/rate-limit';
@@ -323,6 +323,60 @@ test('RequestMirror sends a copy, ignores its answer and never affects the reque
   for (let i = 0; i < 50 && shadowSeen.length === 0; i++) await sleep(20);
   assert.deepEqual(shadowSeen, [{ host: 'web-shadow', body: 'payload' }]);
   apply();
+});
+
+test('RequestMirror streams bodies of any size to the mirror; a mirror that stops reading is dropped without slowing the request', async () => {
+  const route = obj(GW, 'HTTPRoute', 'web', {
+    parentRefs: [{ group: '', kind: 'Service', name: 'web' }],
+    rules: [{ filters: [{ type: 'RequestMirror', requestMirror: { backendRef: { name: 'shadow', port: 80 } } }], backendRefs: [{ name: 'web', port: 80 }] }],
+  });
+  apply({ httpRoutes: [route] });
+  try {
+    // 300 KiB: beyond the 64 KiB kept for retries.
+    shadowSeen.length = 0;
+    const big = 'm'.repeat(300 * 1024);
+    const r = await h1Request(webPort, { method: 'POST', path: '/m', body: big, headers: { host: 'web' } });
+    assert.equal(r.status, 200);
+    assert.equal(r.headers['x-body-length'], String(big.length));
+    for (let i = 0; i < 100 && shadowSeen.length === 0; i++) await sleep(20);
+    assert.equal(shadowSeen.length, 1);
+    assert.equal(shadowSeen[0].body.length, big.length, 'the mirror got the whole body');
+    assert.equal(shadowSeen[0].body, big);
+
+    // A mirror endpoint that never reads: the real request still completes, and the mirror is given up.
+    // It reads nothing for a second, then takes what was sent: a given-up mirror shows as a
+    // connection that ends short of the body.
+    let stalledClosed = false;
+    let stalledBytes = 0;
+    const stalled = await startTcpBackend((sock) => {
+      sock.pause();
+      sock.on('data', (d: Buffer) => (stalledBytes += d.length));
+      // 'end': the waypoint closed its side (this server allows half-open connections).
+      sock.once('end', () => (stalledClosed = true));
+      sock.once('close', () => (stalledClosed = true));
+      setTimeout(() => sock.resume(), 1000).unref();
+    });
+    h.connector.ports.set('shadow-1', stalled.port);
+    // The waypoint's kept-alive connection to the first mirror must not carry the next copy.
+    shadowBackend.dropConnections();
+    await sleep(50);
+    try {
+      const huge = Buffer.alloc(12 * 1024 * 1024, 0x61);
+      const started = Date.now();
+      const r2 = await h1Request(webPort, { method: 'POST', path: '/m', body: huge, headers: { host: 'web' }, timeoutMs: 20_000 });
+      assert.equal(r2.status, 200);
+      assert.equal(r2.headers['x-body-length'], String(huge.length));
+      assert.ok(Date.now() - started < 10_000, `took ${Date.now() - started} ms`);
+      for (let i = 0; i < 150 && !stalledClosed; i++) await sleep(20);
+      assert.ok(stalledClosed, 'the mirror that fell behind was aborted');
+      assert.ok(stalledBytes < huge.length, `the mirror got ${stalledBytes} of ${huge.length} bytes`);
+    } finally {
+      h.connector.ports.set('shadow-1', shadowBackend.port);
+      await stalled.close();
+    }
+  } finally {
+    apply();
+  }
 });
 
 test('a caller that goes away mid-request closes its record once, with DC', async () => {

@@ -148,7 +148,9 @@ test('request body: replayed for a retry within the bound, never beyond it', asy
   assert.equal(Buffer.concat(second.data).toString(), 'hello!!');
   assert.ok(second.ended);
   assert.equal(body.replayable, true);
-  assert.equal((await body.whenComplete())?.toString(), 'hello!!');
+  const late = teeCollector();
+  body.tee(late);
+  assert.deepEqual([late.text(), late.state], ['hello!!', 'ended'], 'a copy taken after the end gets the kept body');
 
   const src2 = new PassThrough();
   const big = new RequestBody(src2, 4);
@@ -158,5 +160,44 @@ test('request body: replayed for a retry within the bound, never beyond it', asy
   assert.equal(big.replayable, false);
   big.detach();
   assert.equal(big.attach(new Collect()), false, 'a body that was not kept cannot be sent again');
-  assert.equal(await big.whenComplete(), null);
+  const lateBig = teeCollector();
+  big.tee(lateBig);
+  assert.equal(lateBig.state, 'aborted', 'a copy that would miss bytes is refused, not sent short');
+});
+
+function teeCollector() {
+  const chunks: Buffer[] = [];
+  const t = {
+    state: 'open' as 'open' | 'ended' | 'aborted',
+    write: (c: Buffer) => void chunks.push(c),
+    end: () => void (t.state = 'ended'),
+    abort: () => void (t.state = 'aborted'),
+    text: () => Buffer.concat(chunks).toString(),
+  };
+  return t;
+}
+
+test('request body: a copy registered before reading gets every byte, beyond the retry bound, and is aborted if the body is abandoned', async () => {
+  const src = new PassThrough();
+  const body = new RequestBody(src, 4);
+  const copy = teeCollector();
+  body.tee(copy);
+  const primary = new Collect();
+  assert.equal(body.attach(primary), true);
+  src.write(Buffer.from('more than '));
+  src.end(Buffer.from('four bytes'));
+  await new Promise((r) => setImmediate(r));
+  assert.equal(body.replayable, false);
+  assert.deepEqual([copy.text(), copy.state], ['more than four bytes', 'ended']);
+  assert.equal(Buffer.concat(primary.data).toString(), 'more than four bytes');
+
+  const src2 = new PassThrough();
+  const abandoned = new RequestBody(src2, 1024);
+  const copy2 = teeCollector();
+  abandoned.tee(copy2);
+  abandoned.attach(new Collect());
+  src2.write(Buffer.from('part'));
+  await new Promise((r) => setImmediate(r));
+  abandoned.dispose();
+  assert.equal(copy2.state, 'aborted');
 });

@@ -1,6 +1,13 @@
 import type { Readable } from 'node:stream';
 import type { BodySink } from '../upstream/exchange';
 
+/** A copy of the body for someone else (a mirror): every chunk as it arrives, then the end, or abort when a copy cannot be whole. */
+export interface BodyTee {
+  write(chunk: Buffer): void;
+  end(): void;
+  abort(): void;
+}
+
 /**
  * The request body on its way upstream: streamed to the current attempt with backpressure, and
  * kept (up to a bound) so that a retry or a mirror can send it again. Once the body outgrows the
@@ -16,7 +23,7 @@ export class RequestBody {
   ended = false;
   /** Bytes received from the caller. */
   bytes = 0;
-  private completeWaiters: Array<(b: Buffer | null) => void> = [];
+  private tees: BodyTee[] = [];
 
   private readonly src: Readable | null;
   /** The whole body, when it came with the request head: nothing to stream or listen to. */
@@ -37,6 +44,7 @@ export class RequestBody {
 
   private readonly onData = (chunk: Buffer): void => {
     this.bytes += chunk.length;
+    for (let i = 0; i < this.tees.length; i++) this.tees[i].write(chunk);
     if (this.replayable) {
       if (this.keptBytes + chunk.length <= this.limit) {
         this.kept.push(chunk);
@@ -45,7 +53,6 @@ export class RequestBody {
         this.replayable = false;
         this.kept = [];
         this.keptBytes = 0;
-        this.notifyComplete(null);
       }
     }
     const sink = this.sink;
@@ -60,7 +67,9 @@ export class RequestBody {
 
   private readonly onEnd = (): void => {
     this.ended = true;
-    if (this.replayable) this.notifyComplete(Buffer.concat(this.kept));
+    const tees = this.tees;
+    this.tees = [];
+    for (const t of tees) t.end();
     this.sink?.end();
   };
 
@@ -75,17 +84,27 @@ export class RequestBody {
     });
   }
 
-  private notifyComplete(b: Buffer | null): void {
-    for (const w of this.completeWaiters.splice(0)) w(b);
-  }
-
-  /** The whole body, once received, if it stayed within the bound; null otherwise. */
-  whenComplete(): Promise<Buffer | null> {
-    if (this.whole !== null) return Promise.resolve(this.replayable ? this.whole : null);
-    if (this.src === null) return Promise.resolve(Buffer.alloc(0));
-    if (!this.replayable) return Promise.resolve(null);
-    if (this.ended) return Promise.resolve(Buffer.concat(this.kept));
-    return new Promise((r) => this.completeWaiters.push(r));
+  /**
+   * Copies the body to `t` from its first byte, whatever its size (a mirror). Registered before the
+   * body is read; later, only while every byte read so far was kept, else `t` is aborted at once.
+   */
+  tee(t: BodyTee): void {
+    if (this.whole !== null) {
+      t.write(this.whole);
+      t.end();
+      return;
+    }
+    if (this.src === null) {
+      t.end();
+      return;
+    }
+    if (this.started && !this.replayable) {
+      t.abort();
+      return;
+    }
+    for (const c of this.kept) t.write(c);
+    if (this.ended) t.end();
+    else this.tees.push(t);
   }
 
   /**
@@ -140,6 +159,9 @@ export class RequestBody {
       this.src.removeListener('data', this.onData);
       this.src.removeListener('end', this.onEnd);
     }
-    this.notifyComplete(null);
+    // The body will not be read to its end: a copy of part of it must not pass for the request.
+    const tees = this.tees;
+    this.tees = [];
+    for (const t of tees) t.abort();
   }
 }

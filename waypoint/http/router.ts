@@ -14,6 +14,7 @@ import type { Downstream } from './downstream';
 import { applyHeaderMutation } from './filters/header-mutation';
 import { isGrpcContentType, stripHopByHop } from './headers';
 import { sendLocalReply } from './local-reply';
+import { MirrorRequest } from './mirror-request';
 import { RequestBody } from './request-body';
 import type { HeaderMutation, Mirror, RouteBackend, RouteMatch } from './route-table';
 import type { HeaderMap, HttpLimits, ResponseFlag } from './types';
@@ -116,7 +117,7 @@ export class ForwardedRequest {
     if (timeout !== undefined) this.timer = setTimeout(() => this.onTimeout(), timeout);
 
     for (const m of this.route.filters.mirrors) {
-      if (this.deps.random() * 100 < m.percent) void this.mirror(m);
+      if (this.deps.random() * 100 < m.percent) this.mirror(m);
     }
     void this.run(cluster);
   }
@@ -448,19 +449,30 @@ export class ForwardedRequest {
     this.record.close(status, this.flags === '' ? '-' : this.flags, grpcStatus);
   }
 
-  /** A copy of the request to another backend, its answer ignored; it never delays or fails the real one. */
-  private async mirror(m: Mirror): Promise<void> {
+  /**
+   * A copy of the request to another backend, its answer ignored; it never delays or fails the real
+   * one. The body streams to it as it arrives (see MirrorRequest for the bound on a slow mirror).
+   */
+  private mirror(m: Mirror): void {
+    const hasBody = this.ds.body !== null;
+    const copy = new MirrorRequest();
+    // Registered now, before the body is read, so the copy misses no byte.
+    if (hasBody) this.body.tee(copy);
+    void this.sendMirror(m, copy, hasBody);
+  }
+
+  private async sendMirror(m: Mirror, copy: MirrorRequest, hasBody: boolean): Promise<void> {
     try {
-      const body = await this.body.whenComplete();
-      if (body === null) return;
       const cluster = this.deps.clusters.get({ hostname: m.backend.hostname, port: m.backend.port, subset: m.backend.subset?.name });
       const ep = cluster.pick({ headers: this.head.headers, sourceIp: this.req.sourceIp }, new Set());
-      if (!ep) return;
+      if (!ep || copy.aborted) {
+        copy.abort();
+        return;
+      }
       // Envoy marks shadow traffic by suffixing the host, so the mirror's logs can tell it apart.
-      const head: UpstreamRequestHead = { ...this.head, headers: { ...this.head.headers }, authority: `${this.head.authority.replace(/:\d+$/, '')}-shadow`, hasBody: body.length > 0 };
-      if (head.hasBody) head.headers['content-length'] = String(body.length);
+      const head: UpstreamRequestHead = { ...this.head, headers: { ...this.head.headers }, authority: `${this.head.authority.replace(/:\d+$/, '')}-shadow`, hasBody };
       const ex = cluster.protocolFor(this.ds.protocol) === 'http2' ? await cluster.http2.request(ep.id, ep.target, head) : cluster.http1.request(ep.id, ep.target, head);
-      if (head.hasBody) ex.requestBody.end(body);
+      copy.start(ex, hasBody);
       const timer = setTimeout(() => ex.abort(), 30_000);
       try {
         const r = await ex.response;
@@ -470,6 +482,7 @@ export class ForwardedRequest {
         clearTimeout(timer);
       }
     } catch (e) {
+      copy.abort();
       this.deps.log.debug({ err: e }, 'mirror request failed');
     }
   }
