@@ -77,17 +77,24 @@ test('connectionPool.http.idleTimeout closes pooled upstream connections after t
   }
 });
 
-test('connectionPool.http.idleTimeout applies to pooled upstream HTTP/2 sessions', async () => {
+/** One request over an HTTP/2 upstream, then the pooled session must be gone `waitMs` later, and a new one serve the next request. */
+async function expectH2SessionClosed(trafficPolicy: object, waitMs: number, why: string): Promise<void> {
   const h2svc: ServiceDef = { ...svc, appProtocols: { 8080: 'http2' } };
-  const t = await setup(h2svc, { connectionPool: { http: { idleTimeout: '300ms' } } }, (_q, res) => res.end('ok'));
+  const t = await setup(h2svc, trafficPolicy, (_q, res) => res.end('ok'));
   try {
     assert.equal((await h1Request(t.port)).status, 200);
     assert.equal(t.backend.open, 1);
-    await sleep(1200);
-    assert.equal(t.backend.open, 0, 'the idle session was closed');
+    await sleep(waitMs);
+    assert.equal(t.backend.open, 0, why);
+    assert.equal((await h1Request(t.port)).status, 200);
+    assert.equal(t.backend.connections, 2);
   } finally {
     await t.close();
   }
+}
+
+test('connectionPool.http.idleTimeout applies to pooled upstream HTTP/2 sessions', async () => {
+  await expectH2SessionClosed({ connectionPool: { http: { idleTimeout: '300ms' } } }, 1200, 'the idle session was closed');
 });
 
 test('connectionPool.http.maxRetries caps retries in flight at once below the retry budget', async () => {
@@ -134,25 +141,34 @@ test('connectionPool.http.maxRetries caps retries in flight at once below the re
   assert.ok(budgetOnly.maxConcurrentRetries >= 2, `without maxRetries more retries run at once: ${JSON.stringify(budgetOnly)}`);
 });
 
+/** A handler answering after 300 ms that records the most requests it held at once. */
+function slowCounting(): { handler: (q: BackendRequest, res: BackendResponse) => void; max: number } {
+  let inFlight = 0;
+  const c = {
+    max: 0,
+    handler: (_q: BackendRequest, res: BackendResponse) => {
+      inFlight++;
+      c.max = Math.max(c.max, inFlight);
+      setTimeout(() => {
+        inFlight--;
+        res.end('ok');
+      }, 300);
+    },
+  };
+  return c;
+}
+
 test('connectionPool.http.maxConcurrentStreams opens another upstream HTTP/2 connection instead of exceeding it', async () => {
   const h2svc: ServiceDef = { ...svc, appProtocols: { 8080: 'http2' } };
-  let inFlight = 0;
-  let max = 0;
-  const slow = (_q: BackendRequest, res: BackendResponse) => {
-    inFlight++;
-    max = Math.max(max, inFlight);
-    setTimeout(() => {
-      inFlight--;
-      res.end('ok');
-    }, 300);
-  };
+  const counting = slowCounting();
+  const slow = counting.handler;
   const t = await setup(h2svc, { connectionPool: { http: { maxConcurrentStreams: 2 } } }, slow);
   try {
     const agent = new http.Agent({ keepAlive: true, maxSockets: 6 });
     const results = await Promise.all(Array.from({ length: 6 }, () => h1Request(t.port, { agent })));
     agent.destroy();
     assert.ok(results.every((r) => r.status === 200));
-    assert.equal(max, 6, 'all six ran at once');
+    assert.equal(counting.max, 6, 'all six ran at once');
     assert.equal(t.backend.connections, 3, 'two streams per connection');
   } finally {
     await t.close();
@@ -168,26 +184,18 @@ test('connectionPool.http.maxConcurrentStreams opens another upstream HTTP/2 con
 
 test('an endpoint\'s own SETTINGS_MAX_CONCURRENT_STREAMS also caps a pooled HTTP/2 session: more streams open another', async () => {
   const h2svc: ServiceDef = { ...svc, appProtocols: { 8080: 'http2' } };
-  let inFlight = 0;
-  let max = 0;
-  const t = await setup(h2svc, undefined, (_q, res) => {
-    inFlight++;
-    max = Math.max(max, inFlight);
-    setTimeout(() => {
-      inFlight--;
-      res.end('ok');
-    }, 300);
-  });
+  const counting = slowCounting();
+  const t = await setup(h2svc, undefined, counting.handler);
   try {
     t.backend.h2.updateSettings({ maxConcurrentStreams: 2 });
     // The first request opens the session and learns the endpoint's settings.
     assert.equal((await h1Request(t.port)).status, 200);
-    max = 0;
+    counting.max = 0;
     const agent = new http.Agent({ keepAlive: true, maxSockets: 6 });
     const results = await Promise.all(Array.from({ length: 6 }, () => h1Request(t.port, { agent })));
     agent.destroy();
     assert.deepEqual(results.map((r) => r.status), [200, 200, 200, 200, 200, 200]);
-    assert.equal(max, 6, 'all six ran at once, none queued behind the limit');
+    assert.equal(counting.max, 6, 'all six ran at once, none queued behind the limit');
     assert.equal(t.backend.connections, 3, 'two streams per connection, as the endpoint asked');
   } finally {
     await t.close();
@@ -260,18 +268,7 @@ test('connectionPool.tcp.maxConnectionDuration retires upstream HTTP/1.1 connect
 });
 
 test('connectionPool.tcp.maxConnectionDuration retires upstream HTTP/2 sessions', async () => {
-  const h2svc: ServiceDef = { ...svc, appProtocols: { 8080: 'http2' } };
-  const t = await setup(h2svc, { connectionPool: { tcp: { maxConnectionDuration: '400ms' } } }, (_q, res) => res.end('ok'));
-  try {
-    assert.equal((await h1Request(t.port)).status, 200);
-    assert.equal(t.backend.open, 1);
-    await sleep(900);
-    assert.equal(t.backend.open, 0, 'closed at its age, not after the 60 s idle timeout');
-    assert.equal((await h1Request(t.port)).status, 200);
-    assert.equal(t.backend.connections, 2);
-  } finally {
-    await t.close();
-  }
+  await expectH2SessionClosed({ connectionPool: { tcp: { maxConnectionDuration: '400ms' } } }, 900, 'closed at its age, not after the 60 s idle timeout');
 });
 
 test('connectionPool.http.useClientProtocol keeps the caller\'s protocol whatever the port declares, and overrides h2UpgradePolicy', async () => {

@@ -103,18 +103,33 @@ test('a port declared TCP is proxied as bytes: HTTP is not parsed, and a server-
   }
 });
 
-test('an opaque TCP connection with no traffic either way is closed after connectionPool.tcp.idleTimeout', async () => {
-  const h = await startHarness();
+/** A Service `db` whose port is declared TCP, an echoing endpoint, and a caller's connection to it through the waypoint. */
+async function echoOverOpaqueTcp(trafficPolicy: object | undefined, limits?: Parameters<typeof startHarness>[0]): Promise<{ socket: net.Socket; close(): Promise<void> }> {
+  const h = await startHarness(limits);
   const backend = await startTcpBackend((s) => s.on('data', (d: Buffer) => s.write(d)));
+  const close = async () => {
+    await h.close();
+    await backend.close();
+  };
   try {
     const svc: ServiceDef = { name: 'db', vip: '10.96.9.3', ports: [5432], appProtocols: { 5432: 'tcp' } };
     const mesh = buildSnapshot([svc], [{ name: 'db-2', ip: '10.0.9.3', services: { [hostOf('db')]: [{ servicePort: 5432, targetPort: 5432 }] } }]);
-    const dr = obj(ISTIO, 'DestinationRule', 'db', { host: 'db', trafficPolicy: { connectionPool: { tcp: { idleTimeout: '300ms' } } } });
-    assert.deepEqual(h.engine.update(mesh, new Map([['l7/shop/db', serviceConfig(svc, { destinationRules: [dr] })]])), []);
+    const parts = trafficPolicy ? { destinationRules: [obj(ISTIO, 'DestinationRule', 'db', { host: 'db', trafficPolicy })] } : {};
+    assert.deepEqual(h.engine.update(mesh, new Map([['l7/shop/db', serviceConfig(svc, parts)]])), []);
     h.connector.ports.set('db-2', backend.port);
     const t = await h.tunnel({ authority: '10.96.9.3:5432' });
-    const s = net.connect(t, '127.0.0.1');
-    s.on('error', () => {});
+    const socket = net.connect(t, '127.0.0.1');
+    socket.on('error', () => {});
+    return { socket, close };
+  } catch (e) {
+    await close();
+    throw e;
+  }
+}
+
+test('an opaque TCP connection with no traffic either way is closed after connectionPool.tcp.idleTimeout', async () => {
+  const { socket: s, close } = await echoOverOpaqueTcp({ connectionPool: { tcp: { idleTimeout: '300ms' } } });
+  try {
     const echoed: Buffer[] = [];
     s.on('data', (d: Buffer) => echoed.push(d));
     const closed = new Promise<number>((r) => s.on('close', () => r(Date.now())));
@@ -132,23 +147,13 @@ test('an opaque TCP connection with no traffic either way is closed after connec
     const at = await closed;
     assert.ok(at - lastWrite >= 290 && at - lastWrite < 2000, `closed ${at - lastWrite} ms after the last write`);
   } finally {
-    await h.close();
-    await backend.close();
+    await close();
   }
 });
 
 test('connectionPool.tcp.maxConnectionDuration closes an opaque TCP connection at its age even while bytes flow', async () => {
-  const h = await startHarness();
-  const backend = await startTcpBackend((s) => s.on('data', (d: Buffer) => s.write(d)));
+  const { socket: s, close } = await echoOverOpaqueTcp({ connectionPool: { tcp: { maxConnectionDuration: '500ms' } } });
   try {
-    const svc: ServiceDef = { name: 'db', vip: '10.96.9.4', ports: [5432], appProtocols: { 5432: 'tcp' } };
-    const mesh = buildSnapshot([svc], [{ name: 'db-3', ip: '10.0.9.4', services: { [hostOf('db')]: [{ servicePort: 5432, targetPort: 5432 }] } }]);
-    const dr = obj(ISTIO, 'DestinationRule', 'db', { host: 'db', trafficPolicy: { connectionPool: { tcp: { maxConnectionDuration: '500ms' } } } });
-    assert.deepEqual(h.engine.update(mesh, new Map([['l7/shop/db', serviceConfig(svc, { destinationRules: [dr] })]])), []);
-    h.connector.ports.set('db-3', backend.port);
-    const t = await h.tunnel({ authority: '10.96.9.4:5432' });
-    const s = net.connect(t, '127.0.0.1');
-    s.on('error', () => {});
     const opened = Date.now();
     let closedAt = 0;
     s.on('close', () => (closedAt = Date.now()));
@@ -161,22 +166,13 @@ test('connectionPool.tcp.maxConnectionDuration closes an opaque TCP connection a
     assert.ok(echoed > 0, 'bytes flowed');
     assert.ok(closedAt - opened >= 450 && closedAt - opened < 2000, `closed ${closedAt - opened} ms after opening`);
   } finally {
-    await h.close();
-    await backend.close();
+    await close();
   }
 });
 
 test('without a DestinationRule, the waypoint\'s tcpIdleTimeoutMs closes an idle opaque TCP connection; the HTTP idle timeout does not', async () => {
-  const h = await startHarness({ limits: { tcpIdleTimeoutMs: 600, idleTimeoutMs: 100 } });
-  const backend = await startTcpBackend((s) => s.on('data', (d: Buffer) => s.write(d)));
+  const { socket: s, close } = await echoOverOpaqueTcp(undefined, { limits: { tcpIdleTimeoutMs: 600, idleTimeoutMs: 100 } });
   try {
-    const svc: ServiceDef = { name: 'db', vip: '10.96.9.3', ports: [5432], appProtocols: { 5432: 'tcp' } };
-    const mesh = buildSnapshot([svc], [{ name: 'db-2', ip: '10.0.9.3', services: { [hostOf('db')]: [{ servicePort: 5432, targetPort: 5432 }] } }]);
-    assert.deepEqual(h.engine.update(mesh, new Map([['l7/shop/db', serviceConfig(svc)]])), []);
-    h.connector.ports.set('db-2', backend.port);
-    const t = await h.tunnel({ authority: '10.96.9.3:5432' });
-    const s = net.connect(t, '127.0.0.1');
-    s.on('error', () => {});
     const opened = Date.now();
     const closed = new Promise<number>((r) => s.on('close', () => r(Date.now())));
     const echo = new Promise<string>((r) => s.once('data', (d: Buffer) => r(d.toString())));
@@ -185,7 +181,6 @@ test('without a DestinationRule, the waypoint\'s tcpIdleTimeoutMs closes an idle
     const at = await closed;
     assert.ok(at - opened >= 500 && at - opened < 2500, `closed ${at - opened} ms after opening`);
   } finally {
-    await h.close();
-    await backend.close();
+    await close();
   }
 });
