@@ -7,7 +7,7 @@
 import type { BodySink, UpstreamExchange } from '../upstream/exchange';
 import type { BodyTee } from './request-body';
 
-export const MIRROR_BACKLOG_BYTES = 1024 * 1024;
+const MIRROR_BACKLOG_BYTES = 1024 * 1024;
 
 export class MirrorRequest implements BodyTee {
   private pending: Buffer[] = [];

@@ -16,7 +16,7 @@ export interface HttpLimits {
   keepAliveTimeoutMs: number;
   /** Silence before a tunnel is treated as opaque TCP (server-speaks-first protocols). */
   protocolDetectionTimeoutMs: number;
-  /** Request body kept for retries and mirrors; a request whose body exceeds it is neither retried nor mirrored. */
+  /** Request body kept for retries; a request whose body exceeds it is not retried (mirrors stream the body instead). */
   maxRetryBufferBytes: number;
   /** Opening a stream to an endpoint (Istio's connectTimeout default is 10 s); a DestinationRule's connectionPool.tcp.connectTimeout overrides it. */
   connectTimeoutMs: number;

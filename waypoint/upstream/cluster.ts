@@ -169,7 +169,7 @@ export class Cluster {
   h2Upgrade = false;
   /** connectionPool.tcp.tcpKeepalive, for the connections this cluster opens. */
   keepalive: TcpKeepalive | undefined;
-  /** connectionPool.tcp.maxConnectionDuration: opaque TCP connections are closed this long after they open; 0 = never. */
+  /** connectionPool.tcp.maxConnectionDuration: connections (pooled and opaque TCP) live at most this long; 0 = no limit. */
   maxConnectionDurationMs = 0;
   /** connectionPool.http.useClientProtocol: endpoints are spoken to in the caller's protocol, whatever the port declares. */
   useClientProtocol = false;
@@ -199,6 +199,7 @@ export class Cluster {
     };
   }
 
+  // Both read the fields update() derived from the same policy just before.
   private http1Options(p: PolicyFields['connectionPool']) {
     return {
       connectTimeoutMs: this.connectTimeoutMs,
@@ -207,8 +208,8 @@ export class Cluster {
       // Istio's default is 1 h; without one set, 4 s stays below common servers' keep-alive timeouts
       // (Node's is 5 s) so a pooled connection is not reused just as the server closes it.
       idleTimeoutMs: durationMs(p?.http?.idleTimeout) ?? 4_000,
-      keepalive: keepaliveOf(p?.tcp?.tcpKeepalive),
-      maxConnectionDurationMs: durationMs(p?.tcp?.maxConnectionDuration) ?? 0,
+      keepalive: this.keepalive,
+      maxConnectionDurationMs: this.maxConnectionDurationMs,
     };
   }
 
@@ -218,8 +219,8 @@ export class Cluster {
       maxRequestsPerConnection: p?.http?.maxRequestsPerConnection ?? 0,
       idleTimeoutMs: durationMs(p?.http?.idleTimeout) ?? 60_000,
       maxConcurrentStreams: p?.http?.maxConcurrentStreams ?? 0,
-      keepalive: keepaliveOf(p?.tcp?.tcpKeepalive),
-      maxConnectionDurationMs: durationMs(p?.tcp?.maxConnectionDuration) ?? 0,
+      keepalive: this.keepalive,
+      maxConnectionDurationMs: this.maxConnectionDurationMs,
     };
   }
 

@@ -171,9 +171,6 @@ export class Http2Pool {
     });
     // Failures are reported through `response` and the body's premature close.
     stream.on('error', () => {});
-    stream.once('close', () => {
-      pooled.active--;
-    });
     const response = new Promise<UpstreamResponse>((resolve, reject) => {
       let settled = false;
       stream.once('response', (h: http2.IncomingHttpHeaders, flags: number) => {
@@ -187,6 +184,7 @@ export class Http2Pool {
         });
       });
       stream.once('close', () => {
+        pooled.active--;
         if (settled) return;
         settled = true;
         const code = stream.rstCode;
@@ -215,11 +213,6 @@ export class Http2Pool {
   close(): void {
     for (const list of this.sessions.values()) for (const p of list) p.session.destroy();
     this.sessions.clear();
-  }
-
-  /** Sessions open to an endpoint (tests and stats). */
-  sessionCount(id: string): number {
-    return this.sessions.get(id)?.length ?? 0;
   }
 }
 
