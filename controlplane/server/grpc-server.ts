@@ -15,6 +15,7 @@ import { Authenticator } from './auth';
 import { WorkloadIndex } from './workload-index';
 import type { DiscoveryServer } from './discovery';
 import type { ResourceApi } from './resource-api';
+import { isRouteKind, withRouteStatus } from './route-status';
 import { newToken, parseToken, secretMatches, TOKEN_KIND, TokenSpec } from './tokens';
 
 export interface GrpcDeps {
@@ -81,12 +82,12 @@ export function buildGrpcServer(d: GrpcDeps): grpc.Server {
     }),
     Get: unary<{ kind: string; namespace: string; name: string }, object>('Get', (req, call) => {
       const who = authed('Get', call);
-      return { json: JSON.stringify(withStatus(d.discovery, d.api.get(who, req.kind, req.namespace, req.name))) };
+      return { json: JSON.stringify(withStatus(d, d.api.get(who, req.kind, req.namespace, req.name))) };
     }),
     List: unary<{ kind: string; namespace: string; labelSelector: string }, object>('List', (req, call) => {
       const who = authed('List', call);
       const { items, revision } = d.api.list(who, req.kind, req.namespace, req.labelSelector);
-      return { items: items.map((r) => JSON.stringify(withStatus(d.discovery, r))), resourceVersion: String(revision) };
+      return { items: items.map((r) => JSON.stringify(withStatus(d, r))), resourceVersion: String(revision) };
     }),
     Delete: unary<{ refs: Array<{ kind: string; namespace: string; name: string; resourceVersion: string }>; ignoreNotFound: boolean }, object>('Delete', async (req, call) => {
       const who = authed('Delete', call);
@@ -235,9 +236,11 @@ export function buildGrpcServer(d: GrpcDeps): grpc.Server {
 /**
  * A waypoint Gateway's status is live, as Kubernetes controllers keep it: Programmed once an
  * instance has applied the configuration pushed to it (computed on read, so it never
- * goes stale in the store).
+ * goes stale in the store). Routes get theirs the same way (route-status.ts).
  */
-function withStatus(discovery: DiscoveryServer, r: Resource): Resource {
+function withStatus(d: { discovery: DiscoveryServer; store: Store }, r: Resource): Resource {
+  if (isRouteKind(r.kind)) return withRouteStatus(d.store, r);
+  const discovery = d.discovery;
   if (r.kind !== 'Gateway' || (r.spec as { gatewayClassName?: string } | undefined)?.gatewayClassName !== WAYPOINT_GATEWAY_CLASS) return r;
   const st = discovery.waypointStatus(r.metadata.namespace ?? '', r.metadata.name);
   const programmed = st.synced > 0;

@@ -93,3 +93,65 @@ test('node credentials renew before they expire', async () => {
     await cp.stop();
   }
 });
+
+test('resource API: an HTTPRoute or GRPCRoute shows per parent whether it is accepted, its backends resolve and a waypoint serves the parent', async () => {
+  const cp = await startControlPlane();
+  type Cond = { type: string; status: string; reason: string; message: string; observedGeneration?: number };
+  type Parent = { parentRef: { name: string; kind: string; port?: number }; controllerName: string; conditions: Cond[] };
+  const parents = async (kind: string, name: string) => ((await cp.admin.get(kind, 'shop', name)).status as { parents: Parent[] }).parents;
+  const cond = (p: Parent, type: string) => p.conditions.find((c) => c.type === type)!;
+  const route = (name: string, parentRefs: object[], backendRefs: object[], filters: object[] = []) => ({
+    apiVersion: 'gateway.networking.k8s.io/v1', kind: 'HTTPRoute', metadata: { name, namespace: 'shop' },
+    spec: { parentRefs, rules: [{ backendRefs, ...(filters.length ? { filters } : {}) }] },
+  });
+  try {
+    await cp.admin.apply([ns('shop', { 'istio.io/dataplane-mode': 'ambient' }), service('web', 'shop', { app: 'web' }), service('web-v1', 'shop', { app: 'web' })]);
+    await cp.admin.apply([route('typo', [
+      { group: '', kind: 'Service', name: 'wbe' },
+      { group: '', kind: 'Service', name: 'web', port: 8080 },
+      { name: 'waypoint' },
+    ], [{ name: 'web-v3', port: 80 }, { name: 'web-v1', port: 81 }])]);
+    const [missing, wrongPort, gw] = await parents('HTTPRoute', 'typo');
+    assert.equal(missing.controllerName, 'ambit.io/mesh-controller');
+    assert.deepEqual([cond(missing, 'Accepted').status, cond(missing, 'Accepted').reason], ['False', 'NoMatchingParent']);
+    assert.match(cond(missing, 'Accepted').message, /parent service "shop\/wbe" not found/);
+    assert.equal(cond(missing, 'Accepted').observedGeneration, 1);
+    assert.match(cond(wrongPort, 'Accepted').message, /has no port 8080 \(ports: 80\)/);
+    assert.equal(cond(gw, 'Accepted').status, 'False');
+    assert.match(cond(gw, 'Accepted').message, /attached to a Service/);
+    for (const p of [missing, wrongPort, gw]) {
+      assert.deepEqual([cond(p, 'ResolvedRefs').status, cond(p, 'ResolvedRefs').reason], ['False', 'BackendNotFound']);
+      assert.match(cond(p, 'ResolvedRefs').message, /"shop\/web-v3" not found.*"shop\/web-v1" has no port 81/);
+    }
+
+    // A valid route on a service without a waypoint is accepted but applies to nothing: said so.
+    await cp.admin.apply([route('ok', [{ group: '', kind: 'Service', name: 'web', port: 80 }], [{ name: 'web-v1', port: 80 }],
+      [{ type: 'RequestMirror', requestMirror: { backendRef: { name: 'shadow', port: 80 } } }])]);
+    let [p] = await parents('HTTPRoute', 'ok');
+    assert.equal(cond(p, 'Accepted').status, 'True');
+    assert.match(cond(p, 'ResolvedRefs').message, /"shop\/shadow" not found/);
+    assert.deepEqual([cond(p, 'ResolvedWaypoints').status, cond(p, 'ResolvedWaypoints').reason], ['False', 'NoWaypoint']);
+    assert.match(cond(p, 'ResolvedWaypoints').message, /does not use a waypoint/);
+
+    // The namespace names a waypoint that does not exist yet, then it does; the mirror target appears.
+    await cp.admin.apply([ns('shop', { 'istio.io/dataplane-mode': 'ambient', 'istio.io/use-waypoint': 'waypoint' })]);
+    [p] = await parents('HTTPRoute', 'ok');
+    assert.equal(cond(p, 'ResolvedWaypoints').reason, 'WaypointNotFound');
+    await cp.admin.apply([
+      { apiVersion: 'gateway.networking.k8s.io/v1', kind: 'Gateway', metadata: { name: 'waypoint', namespace: 'shop' }, spec: { gatewayClassName: 'istio-waypoint', listeners: [{ name: 'mesh', port: 15008, protocol: 'HBONE' }] } },
+      service('shadow', 'shop', { app: 'shadow' }),
+    ]);
+    [p] = await parents('HTTPRoute', 'ok');
+    assert.deepEqual(p.conditions.map((c) => `${c.type}=${c.status}`), ['Accepted=True', 'ResolvedWaypoints=True', 'ResolvedRefs=True']);
+    assert.match(cond(p, 'ResolvedWaypoints').message, /goes through waypoint shop\/waypoint/);
+
+    // A service that opts out, and a GRPCRoute (also in a list).
+    await cp.admin.apply([{ ...service('web', 'shop', { app: 'web' }), metadata: { name: 'web', namespace: 'shop', labels: { 'istio.io/use-waypoint': 'none' } } }]);
+    await cp.admin.apply([{ apiVersion: 'gateway.networking.k8s.io/v1', kind: 'GRPCRoute', metadata: { name: 'g', namespace: 'shop' }, spec: { parentRefs: [{ group: '', kind: 'Service', name: 'web' }], rules: [{ backendRefs: [{ name: 'web-v1', port: 80 }] }] } }]);
+    const listed = (await cp.admin.list('GRPCRoute', 'shop'))[0].status as { parents: Parent[] };
+    assert.equal(cond(listed.parents[0], 'Accepted').status, 'True');
+    assert.match(cond(listed.parents[0], 'ResolvedWaypoints').message, /opts out of waypoints/);
+  } finally {
+    await cp.stop();
+  }
+});
