@@ -93,6 +93,19 @@ export const port = z.number({ error: 'must be a number' }).int('must be an inte
 export const DURATION_RE = /^(\d+(\.\d+)?(h|m|s|ms|us|µs|ns))+$/;
 export const duration = z.string().regex(DURATION_RE, 'must be a duration such as "500ms", "10s" or "1h30m"');
 
+/**
+ * The duration in ms, or NaN when `s` is not one. For refinements: zod runs every check of a
+ * schema even after the format check failed, and a throw there would abort the whole
+ * validation instead of naming the field.
+ */
+export function durationMsOrNaN(s: string): number {
+  try {
+    return parseDurationMs(s);
+  } catch {
+    return NaN;
+  }
+}
+
 export function parseDurationMs(s: string): number {
   const re = /(\d+(?:\.\d+)?)(h|ms|m|s|us|µs|ns)/g;
   const unit: Record<string, number> = { h: 3_600_000, m: 60_000, s: 1000, ms: 1, us: 0.001, 'µs': 0.001, ns: 0.000001 };

@@ -1376,3 +1376,20 @@ test('header values a proxy would send are refused when they hold control charac
   assert.match(errorsOf(vs('a\u010Ax-injected: 1'))[0].message, /beyond U\+00FF/);
   assert.deepEqual(errorsOf(vs('caf\u00e9')), [], 'Latin-1 (obs-text) is allowed');
 });
+
+test('a malformed duration is a field error wherever a duration is refined further, never a thrown validation', () => {
+  const cases: Array<{ doc: object; path: string }> = [
+    { doc: { apiVersion: 'networking.istio.io/v1', kind: 'VirtualService', metadata: { name: 'v', namespace: 'd' }, spec: { hosts: ['web'], http: [{ route: [{ destination: { host: 'web' } }], retries: { attempts: 2, perTryTimeout: '2x' } }] } }, path: 'spec.http[0].retries.perTryTimeout' },
+    { doc: { apiVersion: 'networking.istio.io/v1', kind: 'VirtualService', metadata: { name: 'v', namespace: 'd' }, spec: { hosts: ['web'], http: [{ route: [{ destination: { host: 'web' } }], timeout: 'soon' }] } }, path: 'spec.http[0].timeout' },
+    { doc: { apiVersion: 'gateway.networking.k8s.io/v1', kind: 'HTTPRoute', metadata: { name: 'r', namespace: 'd' }, spec: { rules: [{ timeouts: { request: '1x', backendRequest: '1s' } }] } }, path: 'spec.rules[0].timeouts.request' },
+    { doc: { apiVersion: 'gateway.networking.k8s.io/v1', kind: 'HTTPRoute', metadata: { name: 'r', namespace: 'd' }, spec: { rules: [{ timeouts: { request: '10s', backendRequest: 'x' } }] } }, path: 'spec.rules[0].timeouts.backendRequest' },
+    { doc: { apiVersion: 'security.istio.io/v1', kind: 'RequestAuthentication', metadata: { name: 'j', namespace: 'd' }, spec: { jwtRules: [{ issuer: 'https://i', jwksUri: 'https://i/jwks', timeout: '5 seconds' }] } }, path: 'spec.jwtRules[0].timeout' },
+  ];
+  for (const c of cases) {
+    const r = validateResource(c.doc);
+    assert.equal(r.ok, false, c.path);
+    if (r.ok) continue;
+    assert.ok(r.errors.some((e) => e.path === c.path && /duration/.test(e.message)), `${c.path}: ${JSON.stringify(r.errors)}`);
+    assert.ok(!r.errors.some((e) => e.path === c.path && /at least|greater than|longer than/.test(e.message)), `${c.path}: only the format error: ${JSON.stringify(r.errors)}`);
+  }
+});

@@ -1,5 +1,5 @@
 import { z } from 'zod';
-import { dnsLabel, dnsSubdomain, expected, httpFieldValue, ipAddress, labelMap, oneOf, parseDurationMs, port, refused, regexError } from '../meta';
+import { dnsLabel, dnsSubdomain, expected, httpFieldValue, ipAddress, labelMap, oneOf, durationMsOrNaN, port, refused, regexError } from '../meta';
 import { WAYPOINT_GATEWAY_CLASS } from '../resource';
 import type { KindDef } from './types';
 
@@ -335,8 +335,8 @@ const timeouts = z
   .superRefine((t, ctx) => {
     // "0s" disables the request timeout, so any backendRequest fits inside it.
     if (t.request !== undefined && t.backendRequest !== undefined) {
-      const req = parseDurationMs(t.request);
-      if (req !== 0 && parseDurationMs(t.backendRequest) > req) {
+      const req = durationMsOrNaN(t.request);
+      if (req !== 0 && durationMsOrNaN(t.backendRequest) > req) {
         ctx.addIssue({ code: 'custom', path: ['backendRequest'], message: `must not be longer than request (${t.request})` });
       }
     }

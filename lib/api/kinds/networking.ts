@@ -1,5 +1,5 @@
 import { z } from 'zod';
-import { dnsLabel, dnsSubdomain, duration, expected, httpFieldValue, ipAddress, labelMap, oneOf, parseDurationMs, port, refused, regexError } from '../meta';
+import { dnsLabel, dnsSubdomain, duration, expected, httpFieldValue, ipAddress, labelMap, oneOf, durationMsOrNaN, port, refused, regexError } from '../meta';
 import type { KindDef } from './types';
 
 const API_VERSIONS = ['networking.istio.io/v1', 'networking.istio.io/v1beta1', 'networking.istio.io/v1alpha3'];
@@ -14,7 +14,7 @@ const portNumber = z.number(expected('a port number')).pipe(port);
 const subsetName = z.string(expected('a name')).pipe(dnsLabel);
 
 /** Envoy rejects sub-millisecond timers, so Istio does too. */
-const positiveDuration = duration.refine((d) => parseDurationMs(d) >= 1, 'must be at least 1ms');
+const positiveDuration = duration.refine((d) => !(durationMsOrNaN(d) < 1), 'must be at least 1ms');
 
 
 // Istio accepts mixed case in host names (and lowercases them); Kubernetes Service names are always lowercase anyway.

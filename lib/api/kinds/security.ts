@@ -1,5 +1,5 @@
 import { z } from 'zod';
-import { dnsLabel, dnsSubdomain, duration, expected, labelMap, oneOf, parseDurationMs, refused } from '../meta';
+import { dnsLabel, dnsSubdomain, duration, expected, labelMap, oneOf, durationMsOrNaN, refused } from '../meta';
 import type { Resource } from '../resource';
 import type { KindDef } from './types';
 
@@ -290,7 +290,7 @@ const jwtRule = z
         ),
       ).optional(),
       timeout: duration
-        .refine((d) => parseDurationMs(d) > 0, 'must be greater than 0')
+        .refine((d) => !(durationMsOrNaN(d) <= 0), 'must be greater than 0')
         .optional(),
     },
     expected('a mapping with issuer'),
