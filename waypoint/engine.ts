@@ -226,7 +226,8 @@ export class WaypointEngine {
       };
       // A port declared TCP (or TLS, MySQL...) is never parsed as HTTP, and a server-first
       // protocol does not wait out the detection timeout for a first byte that will not come.
-      if (svc.cfg.service.ports.find((p) => p.servicePort === k.port)?.appProtocol === 'tcp') {
+      const declared = svc.cfg.service.ports.find((p) => p.servicePort === k.port)?.appProtocol;
+      if (declared === 'tcp') {
         this.serveTcp(stream, tunnel, { protocol: 'tcp', leftover: Buffer.alloc(0), ended: false });
         return;
       }
@@ -234,6 +235,10 @@ export class WaypointEngine {
       detectProtocol(stream, { timeoutMs: this.limits.protocolDetectionTimeoutMs }).then(
         (d) => {
           this.detecting.delete(stream);
+          // A port declared HTTP is always served as HTTP, as Envoy serves it: bytes that are not
+          // HTTP get the HTTP parser's 400 (or 408 on silence), never an opaque pass-through that
+          // would skip JWT checks, header sanitizing and routing.
+          if (d.protocol === 'tcp' && (declared === 'http' || declared === 'http2')) d = { ...d, protocol: 'http1' };
           this.serve(stream, tunnel, d);
         },
         (err: unknown) => {

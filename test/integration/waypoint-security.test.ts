@@ -122,6 +122,27 @@ test('JWT: invalid tokens are 401; no token is refused only where a policy requi
   assert.equal((await h1Request(port, { path: '/public', headers: bearer('not-a-jwt') })).status, 401, 'garbage token is refused even where none is required');
 });
 
+test('empty lines before a request line do not turn HTTP into opaque TCP; a port declared HTTP never passes bytes through unparsed', async () => {
+  const ra = obj(SECURITY, 'RequestAuthentication', 'jwt', { targetRefs: [{ kind: 'Service', group: '', name: 'api' }], jwtRules: [{ issuer: ISS, jwks: JSON.stringify({ keys: [key.jwk] }), outputClaimToHeaders: [{ header: 'x-sub', claim: 'sub' }] }] });
+  const forged = 'GET /whoami HTTP/1.1\r\nHost: api\r\nx-sub: admin\r\nAuthorization: Bearer forged.token.here\r\nConnection: close\r\n\r\n';
+  const port = await h.tunnel({ authority: '10.96.1.1:80' });
+  for (const declared of [undefined, 'http']) {
+    const cfg = serviceConfig(declared ? { ...api, appProtocols: { 80: declared } } : api, { requestAuthentications: [ra] });
+    assert.deepEqual(h.engine.update(mesh, new Map([['l7/shop/api', cfg]])), []);
+    seenPaths.length = 0;
+    for (const prefix of ['', '\r\n', '\r\n\r\n', '\n']) {
+      const r = await rawExchange(port, prefix + forged);
+      assert.match(r.text, /^HTTP\/1\.1 401/, `${JSON.stringify(prefix)} before the request line, port declared ${declared ?? 'nothing'}`);
+    }
+    assert.deepEqual(seenPaths, [], 'the forged token and header never reached the backend');
+  }
+  // Declared HTTP: bytes that are not HTTP are refused by the HTTP parser, not carried to the backend.
+  const r = await rawExchange(port, 'HELLO not http\r\n\r\n');
+  assert.match(r.text, /^HTTP\/1\.1 400/);
+  assert.deepEqual(seenPaths, []);
+  apply({});
+});
+
 test('JWT: keys fetched from a jwksUri', async () => {
   const ra = obj(SECURITY, 'RequestAuthentication', 'jwt', { targetRefs: [{ kind: 'Service', group: '', name: 'api' }], jwtRules: [{ issuer: ISS, jwksUri: jwksUrl }] });
   assert.deepEqual(apply({ requestAuthentications: [ra] }), []);

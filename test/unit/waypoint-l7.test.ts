@@ -27,6 +27,11 @@ test('protocol detection: h2 preface, HTTP/1 request lines, anything else is TCP
   assert.equal(classify(b('\x00\x00\x00\x08\x04\xd2\x16\x2f')), 'tcp', 'postgres startup');
   assert.equal(classify(b('HELLO world\r\n')), 'tcp', 'a line that is not a request line');
   assert.equal(classify(b('A'.repeat(9000))), 'tcp', 'no line within the peek limit');
+  assert.equal(classify(b('\r\nGET / HTTP/1.1\r\n')), 'http1', 'empty lines before the request line are ignored (RFC 9112 2.2)');
+  assert.equal(classify(b('\r\n\n\r\nPOST /x HTTP/1.0\r\n')), 'http1');
+  assert.equal(classify(b('\r\n\r\n')), undefined, 'only empty lines so far: wait');
+  assert.equal(classify(b('\r\n'.repeat(5000))), 'tcp', 'empty lines up to the peek limit');
+  assert.equal(classify(b('\r\nPRI * HTTP/2.0\r\n\r\nSM\r\n\r\n')), 'tcp', 'the HTTP/2 preface counts only at the first byte');
 });
 
 test('hop-by-hop headers go, including those Connection names; te keeps only trailers', () => {

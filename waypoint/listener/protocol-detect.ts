@@ -19,12 +19,19 @@ const DEFAULT_MAX_PEEK = 8192;
  * request line ending in HTTP/1.x (Envoy's http_inspector does the same), so a binary protocol
  * that happens to start with letters is not fed to the HTTP parser.
  */
-export function classify(head: Buffer, maxPeek = DEFAULT_MAX_PEEK): DetectedProtocol | undefined {
-  const n = Math.min(head.length, H2_PREFACE.length);
-  if (head.subarray(0, n).equals(H2_PREFACE.subarray(0, n))) return head.length >= H2_PREFACE.length ? 'http2' : undefined;
+export function classify(whole: Buffer, maxPeek = DEFAULT_MAX_PEEK): DetectedProtocol | undefined {
+  const n = Math.min(whole.length, H2_PREFACE.length);
+  if (whole.subarray(0, n).equals(H2_PREFACE.subarray(0, n))) return whole.length >= H2_PREFACE.length ? 'http2' : undefined;
+  // RFC 9112 section 2.2: empty lines before a request line are ignored, and the HTTP parsers
+  // behind this (llhttp, the application's own) do ignore them. Calling such a request opaque
+  // TCP would carry it past every HTTP filter to a server that still reads it as HTTP.
+  let start = 0;
+  while (start < whole.length && (whole[start] === 0x0d || whole[start] === 0x0a)) start++;
+  if (start === whole.length) return whole.length >= maxPeek ? 'tcp' : undefined;
+  const head = start === 0 ? whole : whole.subarray(start);
   const nl = head.indexOf(0x0a);
   if (nl < 0) {
-    if (head.length >= maxPeek) return 'tcp';
+    if (whole.length >= maxPeek) return 'tcp';
     // A request line in progress: letters of a method, then a space and a target. Anything else is not HTTP.
     const sp = head.indexOf(0x20);
     const method = head.subarray(0, sp < 0 ? head.length : sp).toString('latin1');
