@@ -1,4 +1,5 @@
 import { z } from 'zod';
+import { re2Error } from '../util/re2';
 
 // Kubernetes naming rules: users bring manifests written for Kubernetes, so the same
 // names must be valid here and nothing Kubernetes would refuse may be accepted.
@@ -148,12 +149,7 @@ export function refused(message: string) {
   return z.never({ error: message }).optional();
 }
 
-/** Why a pattern is not a valid JS regular expression, or undefined when it is. */
+/** Why a pattern is not a valid RE2 regular expression (the syntax Istio and the Gateway API use), or undefined when it is. */
 export function regexError(pattern: string): string | undefined {
-  try {
-    new RegExp(pattern);
-    return undefined;
-  } catch (e) {
-    return `not a valid regular expression: ${(e as Error).message}`;
-  }
+  return re2Error(pattern);
 }

@@ -169,7 +169,29 @@ function portField(pos: string[] | undefined, neg: string[] | undefined, get: (v
   return both(c(pos), c(neg), (list, v) => list.includes(get(v)));
 }
 
-function headerValues(a: RequestAttributes, name: string): string[] {
+/**
+ * Header values for `request.headers[name]`. Envoy's RBAC reads its own header map, where Host is
+ * `:authority` and the pseudo-headers are present; here they live outside the map, so they are
+ * answered from the request itself (`:path` is the normalized path with the query, as Envoy sees
+ * it after normalization). Without this a DENY on `request.headers[:authority]` would never match.
+ */
+function headerValues(v: View, name: string): string[] {
+  const a = v.a;
+  switch (name) {
+    case ':authority':
+    case 'host':
+      return a.host === '' ? [] : [a.host];
+    case ':method':
+      return [a.method];
+    case ':path': {
+      const q = a.path.indexOf('?');
+      const hash = a.path.indexOf('#');
+      const query = q === -1 || (hash !== -1 && hash < q) ? '' : a.path.slice(q, hash === -1 ? undefined : hash);
+      return [v.path + query];
+    }
+    case ':scheme':
+      return ['http'];
+  }
   const h = a.headers[name];
   if (h === undefined) return [];
   return Array.isArray(h) ? h : [h];
@@ -217,7 +239,7 @@ function compileCondition(c: { key: string; values?: string[]; notValues?: strin
   const header = HEADER_KEY.exec(key);
   if (header) {
     const name = header[1].toLowerCase();
-    return strField(values, notValues, (v) => headerValues(v.a, name));
+    return strField(values, notValues, (v) => headerValues(v, name));
   }
   const claim = CLAIM_KEY.exec(key);
   if (claim) {
@@ -245,7 +267,11 @@ function compileSource(s: Source): Predicate {
 
 function compileOperation(o: Operation): Predicate {
   const preds = [
-    ...strField(o.hosts, o.notHosts, (v) => v.hosts, true),
+    // hosts: any form of the authority (so a DENY on "web" also holds for "web:80" and "web.");
+    // notHosts: the authority exactly as sent, as Istio compares it, so adding a port or a
+    // trailing dot cannot take a request out of a DENY's notHosts.
+    ...strField(o.hosts, undefined, (v) => v.hosts, true),
+    ...strField(undefined, o.notHosts, (v) => v.hosts.slice(0, 1), true),
     ...portField(o.ports, o.notPorts, (v) => v.a.port),
     ...strField(o.methods, o.notMethods, (v) => [v.a.method]),
     ...strField(o.paths, o.notPaths, (v) => [v.path]),
@@ -300,9 +326,10 @@ function stripPort(host: string): string {
   return /^[0-9]*$/.test(host.slice(colon + 1)) ? host.slice(0, colon) : host;
 }
 
-// Istio matches a rule host against the authority both with and without its port, so
-// "web" covers "web:80". A trailing dot ("web.ns.svc.cluster.local.") reaches the same
-// service, so it must not slip past a DENY on the dotless name either.
+// The authority as sent comes first. A rule host matches it with or without its port, so
+// "web" covers "web:80" (Istio compares only the exact string, which lets "web:80" past a
+// DENY on "web"). A trailing dot ("web.ns.svc.cluster.local.") reaches the same service, so
+// it must not slip past a DENY on the dotless name either.
 function hostForms(authority: string): string[] {
   const full = authority.toLowerCase();
   const bare = stripPort(full);

@@ -294,8 +294,14 @@ test('a DENY on a host cannot be dodged by case, port or trailing dot', () => {
     assert.equal(allowed([d], { host }), false, host);
   }
   const nh = pol('nh', { action: 'DENY', rules: [{ to: [{ operation: { notHosts: ['web'] } }] }] });
-  assert.equal(allowed([nh], { host: 'WEB:80' }), true);
+  // notHosts compares the authority exactly as sent (case aside), as Istio does: adding a port or
+  // a trailing dot does not take a request out of the DENY.
+  assert.equal(allowed([nh], { host: 'WEB' }), true);
+  assert.equal(allowed([nh], { host: 'WEB:80' }), false);
+  assert.equal(allowed([nh], { host: 'web.' }), false);
   assert.equal(allowed([nh], { host: 'evil' }), false);
+  const nhPort = pol('nhp', { action: 'DENY', rules: [{ to: [{ operation: { notHosts: ['web', 'web:*'] } }] }] });
+  assert.equal(allowed([nhPort], { host: 'web:8080' }), true, 'the Istio idiom for "any port" works');
 });
 
 test('ports and notPorts compare as numbers', () => {

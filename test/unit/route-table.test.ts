@@ -163,6 +163,28 @@ test('header and query regexes are anchored full matches', () => {
   assert.equal(winner(t.match(req('/q?id=%31%32'))), 'qry', 'query values are percent-decoded');
 });
 
+test('regexes run on RE2: a catastrophic-backtracking pattern answers at once, and RE2 syntax works', () => {
+  const t = compileRouteTable(
+    config({
+      virtualServices: [
+        vs('v', [
+          { match: [{ headers: { 'x-a': { regex: '(a+)+b' } } }], route: [{ destination: { host: 'redos' } }] },
+          { match: [{ headers: { 'x-user': { regex: '(?i)jason' } } }], route: [{ destination: { host: 'jason' } }] },
+          { match: [{ uri: { regex: '/IRe/[A-Z]+' }, ignoreUriCase: true }], route: [{ destination: { host: 'regex-case' } }] },
+          { route: [{ destination: { host: 'rest' } }] },
+        ]),
+      ],
+    }),
+  );
+  // A backtracking engine needs about 2^60 steps for this input: the test could not finish.
+  assert.equal(winner(t.match(req('/', { headers: { 'x-a': `${'a'.repeat(60)}!` } }))), 'rest');
+  assert.equal(winner(t.match(req('/', { headers: { 'x-a': 'aaab' } }))), 'redos');
+  assert.equal(winner(t.match(req('/', { headers: { 'x-user': 'JaSoN' } }))), 'jason');
+  // Istio applies ignoreUriCase to exact and prefix matches only; a regex spells (?i) itself.
+  assert.equal(winner(t.match(req('/IRe/ABC'))), 'regex-case');
+  assert.equal(winner(t.match(req('/ire/abc'))), 'rest');
+});
+
 test('repeated request headers are matched comma-joined', () => {
   const t = compileRouteTable(config({ httpRoutes: [httpRoute('r', [{ matches: [{ headers: [{ name: 'x-a', value: '1,2' }] }], ...to('hit') }])] }));
   assert.equal(winner(t.match(req('/', { headers: { 'x-a': ['1', '2'] } }))), 'hit');

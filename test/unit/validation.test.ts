@@ -533,6 +533,20 @@ spec:
   HTTPRoute: {
     good: [
       {
+        name: 'RE2 syntax: a regex path without a leading slash, (?i) and a named group',
+        yaml: `
+apiVersion: gateway.networking.k8s.io/v1
+kind: HTTPRoute
+metadata: {name: re2, namespace: shop}
+spec:
+  rules:
+  - matches:
+    - path: {type: RegularExpression, value: ".*\\\\.jpg"}
+    - headers: [{type: RegularExpression, name: x-user, value: "(?i)jason"}]
+    - queryParams: [{type: RegularExpression, name: v, value: "(?P<major>v[0-9])"}]
+`,
+      },
+      {
         name: 'prefix match to a Gateway, defaults filled',
         yaml: `
 apiVersion: gateway.networking.k8s.io/v1
@@ -704,6 +718,8 @@ spec:
       { name: 'ExtensionRef', yaml: `apiVersion: gateway.networking.k8s.io/v1\nkind: HTTPRoute\nmetadata: {name: r}\nspec: {rules: [{filters: [{type: ExtensionRef, extensionRef: {group: example.com, kind: Auth, name: a}}]}]}\n`, path: 'spec.rules[0].filters[0].type', message: 'ExtensionRef filters are not supported' },
       { name: 'path not starting with /', yaml: `apiVersion: gateway.networking.k8s.io/v1\nkind: HTTPRoute\nmetadata: {name: r}\nspec: {rules: [{matches: [{path: {type: Exact, value: login}}]}]}\n`, path: 'spec.rules[0].matches[0].path.value', message: 'must start with "/"' },
       { name: 'bad path match type', yaml: `apiVersion: gateway.networking.k8s.io/v1\nkind: HTTPRoute\nmetadata: {name: r}\nspec: {rules: [{matches: [{path: {type: Prefix, value: /}}]}]}\n`, path: 'spec.rules[0].matches[0].path.type', message: 'must be one of Exact, PathPrefix, RegularExpression' },
+      { name: 'a lookahead (not RE2: backtracking only)', yaml: `apiVersion: gateway.networking.k8s.io/v1\nkind: HTTPRoute\nmetadata: {name: r}\nspec: {rules: [{matches: [{path: {type: RegularExpression, value: "(?!/admin).*"}}]}]}\n`, path: 'spec.rules[0].matches[0].path.value', message: 'not a valid regular expression (RE2 syntax)' },
+      { name: 'a backreference (not RE2)', yaml: `apiVersion: gateway.networking.k8s.io/v1\nkind: HTTPRoute\nmetadata: {name: r}\nspec: {rules: [{matches: [{headers: [{type: RegularExpression, name: x-a, value: "(a)\\\\1"}]}]}]}\n`, path: 'spec.rules[0].matches[0].headers[0].value', message: 'RE2 syntax' },
       { name: 'regex that does not compile', yaml: `apiVersion: gateway.networking.k8s.io/v1\nkind: HTTPRoute\nmetadata: {name: r}\nspec: {rules: [{matches: [{headers: [{type: RegularExpression, name: x-user, value: "(alice"}]}]}]}\n`, path: 'spec.rules[0].matches[0].headers[0].value', message: 'not a valid regular expression' },
       { name: 'ReplacePrefixMatch with an Exact match', yaml: `apiVersion: gateway.networking.k8s.io/v1\nkind: HTTPRoute\nmetadata: {name: r}\nspec: {rules: [{matches: [{path: {type: Exact, value: /a}}], filters: [{type: URLRewrite, urlRewrite: {path: {type: ReplacePrefixMatch, replacePrefixMatch: /b}}}], backendRefs: [{name: web, port: 80}]}]}\n`, path: 'spec.rules[0].filters[0].urlRewrite.path.type', message: 'exactly one match, with a PathPrefix path' },
       { name: 'path modifier missing its value', yaml: `apiVersion: gateway.networking.k8s.io/v1\nkind: HTTPRoute\nmetadata: {name: r}\nspec: {rules: [{filters: [{type: URLRewrite, urlRewrite: {path: {type: ReplaceFullPath, replacePrefixMatch: /b}}}]}]}\n`, path: 'spec.rules[0].filters[0].urlRewrite.path.replaceFullPath', message: 'required when type is ReplaceFullPath' },

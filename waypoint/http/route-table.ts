@@ -30,6 +30,7 @@ import type {
 } from '../../lib/api/kinds/gateway';
 import type { Destination, DestinationRuleSpec, HeaderOperations, HTTPRoute as VSHTTPRoute, StringMatch, VirtualServiceSpec } from '../../lib/api/kinds/networking';
 import { parseDurationMs } from '../../lib/api/meta';
+import { re2FullMatcher } from '../../lib/util/re2';
 import type { WaypointServiceConfig } from '../../lib/api/waypoint-config';
 
 // ---------------------------------------------------------------------------------------------
@@ -201,10 +202,9 @@ function decode(s: string): string {
 
 type Test = (r: RequestView) => boolean;
 
-/** Regexes in both APIs are full matches (RE2 semantics); JS RegExp has to be anchored to agree. */
+/** Regexes in both APIs are full matches with RE2 semantics (linear time: see lib/util/re2.ts). */
 function fullMatch(pattern: string, ignoreCase = false): (v: string) => boolean {
-  const re = new RegExp(`^(?:${pattern})$`, ignoreCase ? 'i' : '');
-  return (v) => re.test(v);
+  return re2FullMatcher(pattern, ignoreCase);
 }
 
 /** Element-wise prefix: "/foo" matches "/foo" and "/foo/bar" but not "/foobar"; a trailing "/" on the prefix is ignored. */
@@ -545,7 +545,8 @@ function istioStringTest(m: StringMatch, ignoreCase = false): (v: string | undef
     return (v) => v !== undefined && fold(v).startsWith(want);
   }
   if (m.regex !== undefined) {
-    const ok = fullMatch(m.regex, ignoreCase);
+    // Istio: ignoreUriCase applies to exact and prefix matches only; a regex says (?i) itself.
+    const ok = fullMatch(m.regex);
     return (v) => v !== undefined && ok(v);
   }
   return (v) => v !== undefined;

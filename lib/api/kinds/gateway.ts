@@ -53,7 +53,8 @@ const pathMatch = z
     expected('a mapping with type and value'),
   )
   .superRefine((p, ctx) => {
-    const err = p.type === 'RegularExpression' ? (p.value.startsWith('/') ? regexError(p.value) : 'must start with "/"') : pathValueError(p.value);
+    // The spec requires a leading "/" of Exact and PathPrefix values only: ".*\\.jpg" is a valid regex path.
+    const err = p.type === 'RegularExpression' ? regexError(p.value) : pathValueError(p.value);
     if (err) ctx.addIssue({ code: 'custom', path: ['value'], message: err });
   });
 
