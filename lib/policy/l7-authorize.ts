@@ -204,10 +204,14 @@ function claimValues(claims: Record<string, unknown> | null, path: string[]): st
     if (cur === null || typeof cur !== 'object' || Array.isArray(cur) || !Object.prototype.hasOwnProperty.call(cur, k)) return [];
     cur = (cur as Record<string, unknown>)[k];
   }
-  if (typeof cur === 'string') return [cur];
+  if (typeof cur === 'string') return path.length === 1 && SPACE_DELIMITED_CLAIMS.has(path[0]) ? cur.split(' ').filter((x) => x !== '') : [cur];
   if (Array.isArray(cur)) return cur.filter((x): x is string => typeof x === 'string');
   return [];
 }
+
+// OAuth 2.0 writes these as one space-separated string ("read admin"); Istio has Envoy split them
+// into lists before matching, so a DENY on scope "admin" holds for a token with "read admin".
+const SPACE_DELIMITED_CLAIMS = new Set(['scope', 'permission']);
 
 const HEADER_KEY = /^request\.headers\[([^[\]]+)\]$/;
 const CLAIM_KEY = /^request\.auth\.claims((?:\[[^[\]]+\])+)$/;

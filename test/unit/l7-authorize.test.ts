@@ -391,6 +391,29 @@ test('when: JWT claims, nested and arrays', () => {
   assert.equal(allowed([notAdmin], { requestAuthClaims: claims }), true);
   assert.equal(allowed([notAdmin], { requestAuthClaims: { groups: ['dev'] } }), false);
   assert.equal(allowed([notAdmin], { requestAuthClaims: null }), false);
+  // scope and permission are space-delimited strings, matched word by word (as Istio does).
+  const denyScope = pol('ds', { action: 'DENY', rules: [{ when: [{ key: 'request.auth.claims[scope]', values: ['admin'] }] }] });
+  assert.equal(allowed([denyScope], { requestAuthClaims: { scope: 'read admin' } }), false);
+  assert.equal(allowed([denyScope], { requestAuthClaims: { scope: 'read administer' } }), true);
+  const allowPerm = pol('ap', { rules: [{ when: [{ key: 'request.auth.claims[permission]', values: ['read'] }] }] });
+  assert.equal(allowed([allowPerm], { requestAuthClaims: { permission: 'read write' } }), true);
+  const other = pol('o', { rules: [{ when: [{ key: 'request.auth.claims[role]', values: ['admin'] }] }] });
+  assert.equal(allowed([other], { requestAuthClaims: { role: 'read admin' } }), false, 'other claims are not split');
+});
+
+test('when on request.headers[:authority], [host], [:method] and [:path] reads the request itself', () => {
+  const cases: Array<[string, string[], Partial<RequestAttributes>, Partial<RequestAttributes>]> = [
+    ['request.headers[:authority]', ['admin*'], { host: 'admin.example:8080' }, { host: 'www.example' }],
+    ['request.headers[host]', ['admin.example'], { host: 'admin.example' }, { host: 'www.example' }],
+    ['request.headers[:method]', ['DELETE'], { method: 'DELETE' }, { method: 'GET' }],
+    ['request.headers[:path]', ['/admin*'], { path: '//admin/../admin/x?y=1' }, { path: '/public' }],
+    ['request.headers[:path]', ['/a?q=1'], { path: '/a?q=1#frag' }, { path: '/a?q=2' }],
+  ];
+  for (const [key, values, hit, miss] of cases) {
+    const d = pol('d', { action: 'DENY', rules: [{ when: [{ key, values }] }] });
+    assert.equal(allowed([d], hit), false, `${key} ${JSON.stringify(hit)}`);
+    assert.equal(allowed([d], miss), true, `${key} ${JSON.stringify(miss)}`);
+  }
 });
 
 test('when: request.auth principal, audiences, presenter', () => {

@@ -65,14 +65,17 @@ const workloadSelector = z.strictObject(
 const TARGET_GROUPS: Record<string, string> = {
   Service: '',
   Gateway: 'gateway.networking.k8s.io',
-  ServiceEntry: 'networking.istio.io',
 };
 
 const policyTargetRef = z
   .strictObject(
     {
       group: str().default(''),
-      kind: oneOf(['Service', 'Gateway', 'ServiceEntry']),
+      // Ambit has no ServiceEntry kind: a policy targeting one would silently apply to nothing.
+      kind: oneOf(['Service', 'Gateway'], {
+        ServiceEntry: 'ServiceEntry is not supported by this mesh (there is no ServiceEntry kind): target the Service or the waypoint Gateway',
+        GatewayClass: 'GatewayClass targets are not supported: target each waypoint Gateway, or the Services',
+      }),
       name: objectName,
       namespace: namespaceName.optional(),
     },
