@@ -394,6 +394,47 @@ test('a caller that goes away mid-request closes its record once, with DC', asyn
   assert.equal(recs[0].flags, 'DC');
 });
 
+test('an HTTP/2 caller that resets its stream mid-body never has its request completed upstream', async () => {
+  const seen: string[] = [];
+  const partial = await startBackend('partial', (req: BackendRequest, res: BackendResponse) => {
+    let n = 0;
+    let aborted = false;
+    req.on('data', (c: Buffer) => (n += c.length));
+    req.on('end', () => {
+      // node's HTTP/1 server also ends a request whose connection died, after 'aborted'.
+      if (aborted) return;
+      seen.push(`complete after ${n} bytes`);
+      res.end('ok');
+    });
+    req.on('aborted', () => {
+      aborted = true;
+      seen.push(`aborted after ${n} bytes`);
+    });
+  });
+  h.connector.ports.set('web-1', partial.port);
+  try {
+    // The port declared HTTP/1.1: a completed body would show as the chunked terminator upstream.
+    apply();
+    assert.deepEqual(h.engine.update(mesh, new Map([['l7/shop/web', serviceConfig({ ...web, appProtocols: { 80: 'http' } })]])), []);
+    const session = http2.connect(`http://127.0.0.1:${webPort}`);
+    session.on('error', () => {});
+    const req = session.request({ ':method': 'POST', ':path': '/partial', ':authority': 'web' });
+    req.on('error', () => {});
+    req.write(Buffer.alloc(50_000, 1));
+    await sleep(300);
+    // RST_STREAM without END_STREAM first, as Go, Envoy and curl send it (node's own close() ends the stream first).
+    (req as unknown as { end: () => void }).end = () => {};
+    req.close(http2.constants.NGHTTP2_CANCEL);
+    await sleep(500);
+    session.destroy();
+    assert.ok(seen.length > 0 && seen.every((e) => e.startsWith('aborted')), `upstream saw: ${JSON.stringify(seen)}`);
+  } finally {
+    h.connector.ports.set('web-1', webBackend.port);
+    apply();
+    await partial.close();
+  }
+});
+
 test('drain lets in-flight requests finish, asks HTTP/1 callers to close and refuses new tunnels', async () => {
   apply();
   const agent = new http.Agent({ keepAlive: true, maxSockets: 1 });

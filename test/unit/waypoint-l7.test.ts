@@ -27,6 +27,8 @@ test('protocol detection: h2 preface, HTTP/1 request lines, anything else is TCP
   assert.equal(classify(b('\x00\x00\x00\x08\x04\xd2\x16\x2f')), 'tcp', 'postgres startup');
   assert.equal(classify(b('HELLO world\r\n')), 'tcp', 'a line that is not a request line');
   assert.equal(classify(b('A'.repeat(9000))), 'tcp', 'no line within the peek limit');
+  assert.equal(classify(b(`GET /${'a'.repeat(9000)}`)), 'http1', 'a request line longer than the peek window is still HTTP (the parser answers 414/431)');
+  assert.equal(classify(b(`GET /a b${'a'.repeat(9000)}`)), 'tcp', 'a space inside the would-be target is not a request line');
   assert.equal(classify(b('\r\nGET / HTTP/1.1\r\n')), 'http1', 'empty lines before the request line are ignored (RFC 9112 2.2)');
   assert.equal(classify(b('\r\n\n\r\nPOST /x HTTP/1.0\r\n')), 'http1');
   assert.equal(classify(b('\r\n\r\n')), undefined, 'only empty lines so far: wait');

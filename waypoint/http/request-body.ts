@@ -66,6 +66,16 @@ export class RequestBody {
   };
 
   private readonly onEnd = (): void => {
+    // node ends an HTTP/2 request stream that the caller reset (RST_STREAM) as if its body were
+    // complete, before the downstream's abort runs. A reset body is incomplete (RFC 9113 8.1): it
+    // must not be ended upstream, where it would pass for a whole request. The abort that follows
+    // resets the upstream request.
+    const rst = (this.src as { rstCode?: number } | null)?.rstCode;
+    if (rst !== undefined && rst !== 0) {
+      this.replayable = false;
+      this.dispose();
+      return;
+    }
     this.ended = true;
     const tees = this.tees;
     this.tees = [];

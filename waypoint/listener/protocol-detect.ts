@@ -13,6 +13,8 @@ const H2_PREFACE = Buffer.from('PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n', 'latin1');
 // RFC 9110 token characters, for the method.
 const TOKEN = /^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/;
 const DEFAULT_MAX_PEEK = 8192;
+// A method token, one space, then an origin-, absolute- or asterisk-form target with no space or control byte yet.
+const REQUEST_LINE_START = /^[!#$%&'*+\-.^_`|~0-9A-Za-z]{1,32} [!-~]+$/;
 
 /**
  * Decides from the bytes seen so far; undefined means "need more". HTTP/1 is recognised by a
@@ -31,7 +33,9 @@ export function classify(whole: Buffer, maxPeek = DEFAULT_MAX_PEEK): DetectedPro
   const head = start === 0 ? whole : whole.subarray(start);
   const nl = head.indexOf(0x0a);
   if (nl < 0) {
-    if (whole.length >= maxPeek) return 'tcp';
+    // A request line longer than the peek window (a long URL) is still HTTP: the HTTP parser
+    // answers it (414/431, or serves it), never an opaque pass-through that skips every filter.
+    if (whole.length >= maxPeek) return REQUEST_LINE_START.test(head.toString('latin1')) ? 'http1' : 'tcp';
     // A request line in progress: letters of a method, then a space and a target. Anything else is not HTTP.
     const sp = head.indexOf(0x20);
     const method = head.subarray(0, sp < 0 ? head.length : sp).toString('latin1');
