@@ -411,14 +411,26 @@ test('an HTTP/2 caller that resets its stream mid-body never has its request com
       seen.push(`aborted after ${n} bytes`);
     });
   });
-  h.connector.ports.set('web-1', partial.port);
+  // A service of its own, declared HTTP/1.1: a completed body would show as the chunked terminator upstream.
+  const part: ServiceDef = { name: 'part', vip: '10.96.2.9', ports: [80], appProtocols: { 80: 'http' } };
+  const mesh2 = buildSnapshot(
+    [web, grpcSvc, shadow, part],
+    [
+      { name: 'web-1', ip: '10.0.3.1', services: { [hostOf('web')]: p80 } },
+      { name: 'echo-1', ip: '10.0.3.2', services: { [hostOf('echo')]: [{ servicePort: 50051, targetPort: 50051 }] } },
+      { name: 'shadow-1', ip: '10.0.3.3', services: { [hostOf('shadow')]: p80 } },
+      { name: 'part-1', ip: '10.0.3.9', services: { [hostOf('part')]: p80 } },
+    ],
+  );
+  h.connector.ports.set('part-1', partial.port);
   try {
-    // The port declared HTTP/1.1: a completed body would show as the chunked terminator upstream.
-    apply();
-    assert.deepEqual(h.engine.update(mesh, new Map([['l7/shop/web', serviceConfig({ ...web, appProtocols: { 80: 'http' } })]])), []);
-    const session = http2.connect(`http://127.0.0.1:${webPort}`);
+    assert.deepEqual(h.engine.update(mesh2, new Map([
+      ['l7/shop/web', serviceConfig(web)], ['l7/shop/echo', serviceConfig(grpcSvc)], ['l7/shop/shadow', serviceConfig(shadow)], ['l7/shop/part', serviceConfig(part)],
+    ])), []);
+    const partPort = await h.tunnel({ authority: '10.96.2.9:80' });
+    const session = http2.connect(`http://127.0.0.1:${partPort}`);
     session.on('error', () => {});
-    const req = session.request({ ':method': 'POST', ':path': '/partial', ':authority': 'web' });
+    const req = session.request({ ':method': 'POST', ':path': '/partial', ':authority': 'part' });
     req.on('error', () => {});
     req.write(Buffer.alloc(50_000, 1));
     await sleep(300);
@@ -429,7 +441,6 @@ test('an HTTP/2 caller that resets its stream mid-body never has its request com
     session.destroy();
     assert.ok(seen.length > 0 && seen.every((e) => e.startsWith('aborted')), `upstream saw: ${JSON.stringify(seen)}`);
   } finally {
-    h.connector.ports.set('web-1', webBackend.port);
     apply();
     await partial.close();
   }
