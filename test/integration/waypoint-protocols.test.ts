@@ -446,6 +446,26 @@ test('an HTTP/2 caller that resets its stream mid-body never has its request com
   }
 });
 
+test('an HTTP/2 caller that closes its connection (FIN) has its requests ended at once, with DC', async () => {
+  apply();
+  const before = h.telemetry.records.length;
+  const session = http2.connect(`http://127.0.0.1:${webPort}`);
+  session.on('error', () => {});
+  const req = session.request({ ':path': '/slow', ':authority': 'web' });
+  req.on('error', () => {});
+  req.end();
+  await sleep(100);
+  // destroy() ends the socket with a FIN; the tunnel stays half-open unless the waypoint closes it.
+  session.destroy();
+  await sleep(600);
+  // /slow answers after 400 ms. Had the waypoint not seen the caller leave, it would have written
+  // that answer into the half-open tunnel and recorded a 200.
+  const recs = h.telemetry.records.slice(before);
+  assert.equal(recs.length, 1);
+  assert.equal(recs[0].closes, 1);
+  assert.equal(recs[0].flags, 'DC');
+});
+
 test('drain lets in-flight requests finish, asks HTTP/1 callers to close and refuses new tunnels', async () => {
   apply();
   const agent = new http.Agent({ keepAlive: true, maxSockets: 1 });

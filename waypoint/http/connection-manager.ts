@@ -144,6 +144,10 @@ export class ConnectionManager implements Http1ServerHost {
     } finally {
       this.pendingH2 = null;
     }
+    // HTTP/2 has no half-close at the connection level: a caller that ends its side of the tunnel
+    // has closed the connection (as node's own server and Envoy treat a FIN). A tunnel stream is
+    // half-open by nature, so without this its requests would run on until the idle timeout.
+    stream.once('end', () => stream.destroy());
   }
 
   private onSession(session: http2.ServerHttp2Session): void {
