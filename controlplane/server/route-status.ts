@@ -44,6 +44,9 @@ export function withRouteStatus(store: Store, r: Resource): Resource {
     if (kind !== 'Service') {
       conditions.push(cond('Accepted', false, 'NotAllowedByListeners',
         `routes are served by waypoints only when attached to a Service (parentRefs: kind Service, group ""); ${kind} ${ns}/${p.name} carries no mesh routes`));
+    } else if (ns !== routeNs) {
+      conditions.push(cond('Accepted', false, 'UnsupportedValue',
+        `a route in namespace ${routeNs} attached to service ${ns}/${p.name} is a consumer route, which this mesh does not support: it is not applied. Put the route in namespace ${ns} (a producer route) to route all of the service's traffic`));
     } else {
       const svc = store.get({ kind: 'Service', namespace: ns, name: p.name });
       const ports = ((svc?.spec as { ports?: Array<{ port: number }> } | undefined)?.ports ?? []).map((x) => x.port);

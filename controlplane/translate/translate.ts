@@ -525,7 +525,8 @@ function waypointServiceConfig(
   const parentMatches = (r: Resource): boolean =>
     (spec<{ parentRefs?: Array<{ kind?: string; group?: string; name: string; namespace?: string }> }>(r).parentRefs ?? []).some((p) => {
       const ns = p.namespace ?? r.metadata.namespace;
-      if ((p.kind ?? 'Gateway') === 'Service') return p.name === svcName && ns === svcNs;
+      // Producer routes only: see route-status.ts for the consumer-route explanation users get.
+      if ((p.kind ?? 'Gateway') === 'Service') return p.name === svcName && ns === svcNs && r.metadata.namespace === svcNs;
       return false;
     });
   const targeted = (r: Resource): boolean =>

@@ -145,6 +145,12 @@ test('resource API: an HTTPRoute or GRPCRoute shows per parent whether it is acc
     assert.deepEqual(p.conditions.map((c) => `${c.type}=${c.status}`), ['Accepted=True', 'ResolvedWaypoints=True', 'ResolvedRefs=True']);
     assert.match(cond(p, 'ResolvedWaypoints').message, /goes through waypoint shop\/waypoint/);
 
+    // A route in another namespace is a consumer route: not applied, and said so.
+    await cp.admin.apply([ns('evil'), { ...route('hijack', [{ group: '', kind: 'Service', name: 'web', namespace: 'shop', port: 80 }], [{ name: 'web-v1', namespace: 'shop', port: 80 }]), metadata: { name: 'hijack', namespace: 'evil' } }]);
+    const hijack = ((await cp.admin.get('HTTPRoute', 'evil', 'hijack')).status as { parents: Parent[] }).parents[0];
+    assert.deepEqual([cond(hijack, 'Accepted').status, cond(hijack, 'Accepted').reason], ['False', 'UnsupportedValue']);
+    assert.match(cond(hijack, 'Accepted').message, /consumer route.*not applied/);
+
     // A service that opts out, and a GRPCRoute (also in a list).
     await cp.admin.apply([{ ...service('web', 'shop', { app: 'web' }), metadata: { name: 'web', namespace: 'shop', labels: { 'istio.io/use-waypoint': 'none' } } }]);
     await cp.admin.apply([{ apiVersion: 'gateway.networking.k8s.io/v1', kind: 'GRPCRoute', metadata: { name: 'g', namespace: 'shop' }, spec: { parentRefs: [{ group: '', kind: 'Service', name: 'web' }], rules: [{ backendRefs: [{ name: 'web-v1', port: 80 }] }] } }]);

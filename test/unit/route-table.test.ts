@@ -185,6 +185,14 @@ test('regexes run on RE2: a catastrophic-backtracking pattern answers at once, a
   assert.equal(winner(t.match(req('/ire/abc'))), 'rest');
 });
 
+test('a route from another namespace (a consumer route) does not route the service: no namespace re-routes another', () => {
+  const hijack = obj(GW, 'HTTPRoute', 'hijack', { parentRefs: [{ group: '', kind: 'Service', name: 'reviews', namespace: NS }], rules: [to('sink')] }, 'evil');
+  const t = compileRouteTable(config({ httpRoutes: [hijack], grpcRoutes: [obj(GW, 'GRPCRoute', 'g', { parentRefs: [{ group: '', kind: 'Service', name: 'reviews', namespace: NS }], rules: [to('sink')] }, 'evil')] }));
+  // Only the default route remains: the service itself.
+  assert.equal(winner(t.match(req('/'))), 'reviews');
+  assert.equal(winner(t.match(req('/x', { headers: { 'content-type': 'application/grpc' } }))), 'reviews');
+});
+
 test('repeated request headers are matched comma-joined', () => {
   const t = compileRouteTable(config({ httpRoutes: [httpRoute('r', [{ matches: [{ headers: [{ name: 'x-a', value: '1,2' }] }], ...to('hit') }])] }));
   assert.equal(winner(t.match(req('/', { headers: { 'x-a': ['1', '2'] } }))), 'hit');

@@ -327,6 +327,16 @@ function byName(a: GatewayRouteObj, b: GatewayRouteObj): number {
   return ka < kb ? -1 : ka > kb ? 1 : 0;
 }
 
+/**
+ * Only a route in the Service's own namespace (a GAMMA producer route) routes its traffic. A route
+ * in another namespace is a consumer route, meant for that namespace's callers only; this mesh
+ * does not implement those, and applying one to every caller would let any namespace re-route
+ * another's service. The control plane does not send them; this guards the waypoint too.
+ */
+function producerRoute(obj: { namespace: string }, cfg: WaypointServiceConfig): boolean {
+  return obj.namespace === cfg.service.namespace;
+}
+
 /** A parentRef with a port narrows the route to that service port (GAMMA); one without opens all ports. */
 function routePorts(parentRefs: readonly ParentRef[] | undefined, routeNs: string, svc: WaypointServiceConfig['service']): ReadonlySet<number> | null {
   const mine = (parentRefs ?? []).filter((p) => p.kind === 'Service' && p.name === svc.name && (p.namespace ?? routeNs) === svc.namespace);
@@ -438,6 +448,7 @@ const PATH_RANK = { Exact: 3, PathPrefix: 2, RegularExpression: 1 } as const;
 function compileHTTPRoutes(cfg: WaypointServiceConfig, hosts: Hosts): Ranked[] {
   const out: Ranked[] = [];
   for (const obj of cfg.httpRoutes) {
+    if (!producerRoute(obj, cfg)) continue;
     // The control plane only forwards validated specs, with defaults applied.
     const spec = obj.spec as HTTPRouteSpec;
     const ports = routePorts(spec.parentRefs, obj.namespace, cfg.service);
@@ -488,6 +499,7 @@ type GRPCMatch = NonNullable<GRPCRouteRule['matches']>[number];
 function compileGRPCRoutes(cfg: WaypointServiceConfig, hosts: Hosts): Ranked[] {
   const out: Ranked[] = [];
   for (const obj of cfg.grpcRoutes) {
+    if (!producerRoute(obj, cfg)) continue;
     const spec = obj.spec as GRPCRouteSpec;
     const ports = routePorts(spec.parentRefs, obj.namespace, cfg.service);
     (spec.rules ?? [{}]).forEach((rule: GRPCRouteRule, ruleIndex) => {
