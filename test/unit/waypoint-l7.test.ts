@@ -85,8 +85,18 @@ test('path rewrites and redirects', () => {
   assert.equal(rewritePath('/api/items', { type: 'ReplacePrefixMatch', prefix: '/api', value: '/' }), '/items');
   assert.equal(rewritePath('/api', { type: 'ReplacePrefixMatch', prefix: '/api', value: '/' }), '/');
   assert.equal(rewritePath('/a?q', { type: 'ReplaceFullPath', value: '/b' }), '/b?q');
-  assert.equal(redirectLocation({ statusCode: 301, scheme: 'https' }, { authority: 'web:80', pathAndQuery: '/x', scheme: 'http' }), 'https://web/x');
-  assert.equal(redirectLocation({ statusCode: 302, hostname: 'other', port: 8080 }, { authority: 'web', pathAndQuery: '/x', scheme: 'http' }), 'http://other:8080/x');
+  const at = (authority: string, listenerPort = 80) => ({ authority, pathAndQuery: '/x', scheme: 'http', listenerPort });
+  assert.equal(redirectLocation({ statusCode: 301, scheme: 'https' }, at('web:80')), 'https://web/x');
+  assert.equal(redirectLocation({ statusCode: 302, hostname: 'other', port: 8080 }, at('web')), 'http://other:8080/x');
+  // Gateway API: no scheme and no port means the listener's (service) port; a scheme brings its default.
+  assert.equal(redirectLocation({ statusCode: 302, hostname: 'example.com', listenerPort: true }, at('reviews:9080', 9080)), 'http://example.com:9080/x');
+  assert.equal(redirectLocation({ statusCode: 302, listenerPort: true }, at('reviews', 9080)), 'http://reviews:9080/x');
+  assert.equal(redirectLocation({ statusCode: 302, listenerPort: true }, at('reviews', 80)), 'http://reviews/x');
+  assert.equal(redirectLocation({ statusCode: 302, scheme: 'https', listenerPort: true }, at('reviews:9080', 9080)), 'https://reviews/x');
+  // Istio: FROM_PROTOCOL_DEFAULT drops the request's port; FROM_REQUEST_PORT keeps it.
+  assert.equal(redirectLocation({ statusCode: 301, derivePort: 'FROM_PROTOCOL_DEFAULT' }, at('reviews:9080', 9080)), 'http://reviews/x');
+  assert.equal(redirectLocation({ statusCode: 301, derivePort: 'FROM_REQUEST_PORT', hostname: 'b' }, at('reviews:9080', 9080)), 'http://b:9080/x');
+  assert.equal(redirectLocation({ statusCode: 301, derivePort: 'FROM_REQUEST_PORT', hostname: 'b' }, at('reviews', 9080)), 'http://b:9080/x');
 });
 
 test('fault decisions follow the percentages', () => {

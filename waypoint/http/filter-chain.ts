@@ -181,7 +181,7 @@ export class FilterChain {
 
     const f = match.filters;
     if (f.redirect) {
-      const location = redirectLocation(f.redirect, { authority: ds.authority, pathAndQuery: path, scheme: 'http' });
+      const location = redirectLocation(f.redirect, { authority: ds.authority, pathAndQuery: path, scheme: 'http', listenerPort: t.port });
       return this.reply(ds, record, false, f.redirect.statusCode, '', '-', { location });
     }
 

@@ -79,6 +79,8 @@ export interface Redirect {
   port?: number;
   /** Istio only: where the redirect's port comes from when `port` is not given. */
   derivePort?: 'FROM_PROTOCOL_DEFAULT' | 'FROM_REQUEST_PORT';
+  /** Gateway API RequestRedirect: without scheme or port, the port is the listener's (the service port). */
+  listenerPort?: boolean;
   path?: PathRewrite;
   statusCode: number;
 }
@@ -375,7 +377,7 @@ function gatewayFilters(filters: readonly HTTPRouteFilter[] | undefined, matched
         break;
       case 'RequestRedirect': {
         const r = f.requestRedirect;
-        if (r) out.redirect = { scheme: r.scheme, hostname: r.hostname, port: r.port, path: pathMod(r.path), statusCode: r.statusCode };
+        if (r) out.redirect = { scheme: r.scheme, hostname: r.hostname, port: r.port, path: pathMod(r.path), statusCode: r.statusCode, listenerPort: true };
         break;
       }
       case 'URLRewrite': {

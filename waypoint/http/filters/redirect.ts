@@ -4,14 +4,19 @@ import { rewritePath } from './header-mutation';
 const DEFAULT_PORT: Record<string, number> = { http: 80, https: 443 };
 
 /** The Location for a RequestRedirect / VirtualService redirect, from the request as received. */
-export function redirectLocation(r: Redirect, req: { authority: string; pathAndQuery: string; scheme: string }): string {
+export function redirectLocation(r: Redirect, req: { authority: string; pathAndQuery: string; scheme: string; listenerPort: number }): string {
   const scheme = r.scheme ?? req.scheme;
   const { host: reqHost, port: reqPort } = splitAuthority(req.authority);
   const host = r.hostname ?? reqHost;
   let port: number | undefined = r.port;
   if (port === undefined) {
-    if (r.derivePort === 'FROM_REQUEST_PORT') port = reqPort;
-    else if (r.scheme === undefined && r.hostname === undefined) port = reqPort;
+    if (r.listenerPort) {
+      // Gateway API: a redirect scheme brings its well-known port; without one the port is the
+      // listener's, which for a mesh route is the service port the request came in on.
+      if (r.scheme === undefined) port = req.listenerPort;
+    } else if (r.derivePort === 'FROM_REQUEST_PORT') port = reqPort ?? req.listenerPort;
+    else if (r.derivePort === undefined && r.scheme === undefined && r.hostname === undefined) port = reqPort;
+    // FROM_PROTOCOL_DEFAULT: the scheme's default port, left out below.
   }
   // A port that is the scheme's default is left out, as the Gateway API specifies.
   const portPart = port !== undefined && port !== DEFAULT_PORT[scheme] ? `:${port}` : '';
