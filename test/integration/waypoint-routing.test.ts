@@ -22,6 +22,7 @@ let h: Harness;
 let v1: Backend;
 let v2: Backend;
 let port: number;
+const seen: Array<{ host: string; backendOnly: string }> = [];
 
 function apply(parts: Parameters<typeof serviceConfig>[1]) {
   return h.engine.update(mesh, new Map([['l7/shop/reviews', serviceConfig(reviews, parts)]]));
@@ -31,6 +32,7 @@ before(async () => {
   h = await startHarness();
   const handler = (name: string) => (req: http.IncomingMessage | http2.Http2ServerRequest, res: http.ServerResponse | http2.Http2ServerResponse) => {
     req.resume();
+    seen.push({ host: String(req.headers[':authority'] ?? req.headers.host), backendOnly: String(req.headers['x-backend-only'] ?? '') });
     req.on('end', () => {
       res.setHeader('x-served-by', name);
       res.setHeader('x-saw-xff', String(req.headers['x-forwarded-for'] ?? ''));
@@ -149,6 +151,38 @@ test('HTTPRoute: no match is 404 NR; header modifiers, rewrite and redirect appl
   assert.match(String(c.headers.location), /\/new$/);
   const recs = await h.telemetry.closed(3);
   assert.ok(recs.some((r) => r.code === 404 && r.flags === 'NR'));
+});
+
+test('HTTPRoute: a backendRef to a missing Service gets 500 for its share; a backendRef filter does not reach the mirror', async () => {
+  const parentRefs = [{ group: '', kind: 'Service', name: 'reviews', port: 9080 }];
+  const route = obj(GW, 'HTTPRoute', 'reviews', {
+    parentRefs,
+    rules: [
+      { matches: [{ path: { type: 'PathPrefix', value: '/gone' } }], backendRefs: [{ name: 'nosuch', port: 9080 }] },
+      { matches: [{ path: { type: 'PathPrefix', value: '/wrong-port' } }], backendRefs: [{ name: 'reviews', port: 9999 }] },
+      {
+        matches: [{ path: { type: 'PathPrefix', value: '/mirrored' } }],
+        filters: [{ type: 'RequestMirror', requestMirror: { backendRef: { name: 'reviews', port: 9080 } } }],
+        backendRefs: [{ name: 'reviews', port: 9080, filters: [{ type: 'RequestHeaderModifier', requestHeaderModifier: { set: [{ name: 'x-backend-only', value: 'yes' }] } }] }],
+      },
+    ],
+  });
+  assert.deepEqual(apply({ httpRoutes: [route] }), []);
+  for (const path of ['/gone', '/wrong-port']) {
+    const r = await h1Request(port, { path });
+    assert.equal(r.status, 500, path);
+  }
+  const recs = await h.telemetry.closed(2);
+  assert.ok(recs.slice(-2).every((r) => r.code === 500 && r.flags === 'NC'), JSON.stringify(recs.slice(-2).map((r) => [r.code, r.flags])));
+  seen.length = 0;
+  const m = await h1Request(port, { path: '/mirrored' });
+  assert.equal(m.status, 200);
+  for (let i = 0; i < 50 && seen.length < 2; i++) await new Promise((r) => setTimeout(r, 20));
+  const primary = seen.find((x) => !x.host.includes('-shadow'));
+  const mirror = seen.find((x) => x.host.includes('-shadow'));
+  assert.equal(primary?.backendOnly, 'yes');
+  assert.ok(mirror, `the mirror got its copy: ${JSON.stringify(seen)}`);
+  assert.equal(mirror.backendOnly, '', 'backendRef filters apply to that backend only');
 });
 
 test('HTTP/2 callers are served over HTTP/2 upstream', async () => {

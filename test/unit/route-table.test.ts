@@ -251,6 +251,11 @@ test('a route whose backends are all weight 0 matches but picks nothing: the cal
   assert.ok(m);
   assert.equal(pickWeighted(m.backends), null);
   assert.equal(m.noBackendStatus, 500);
+  // GRPCRoute: UNAVAILABLE, which a 503 local reply carries.
+  const g = compileRouteTable(config({ grpcRoutes: [grpcRoute('g', [{ backendRefs: [{ name: 'reviews-v1', port: 9080, weight: 0 }] }])] }));
+  const gm = g.match(req('/pkg.Svc/Method', { headers: { 'content-type': 'application/grpc' } }));
+  assert.ok(gm);
+  assert.equal(gm.noBackendStatus, 503);
 });
 
 test('header match routes to v2, everything else to v1', () => {
@@ -330,7 +335,7 @@ test('HTTPRoute filters, timeouts and retry are extracted as plain data', () => 
   });
 
   const redirect = t.match(req('/moved'));
-  assert.deepEqual(redirect?.filters.redirect, { scheme: 'https', hostname: undefined, port: undefined, path: { type: 'ReplaceFullPath', value: '/here' }, statusCode: 301 });
+  assert.deepEqual(redirect?.filters.redirect, { scheme: 'https', hostname: undefined, port: undefined, path: { type: 'ReplaceFullPath', value: '/here' }, statusCode: 301, listenerPort: true });
   assert.deepEqual(redirect?.backends, []);
 
   const none = t.match(req('/notimeout'));

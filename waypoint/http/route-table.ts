@@ -510,7 +510,8 @@ function compileGRPCRoutes(cfg: WaypointServiceConfig, hosts: Hosts): Ranked[] {
         backends: (rule.backendRefs ?? []).map((b) => gatewayBackend(b, obj.namespace, hosts)),
         filters: gatewayFilters(rule.filters, undefined, obj.namespace, hosts),
         timeouts: {},
-        noBackendStatus: 500,
+        // The GRPCRoute spec: traffic with no valid backend gets UNAVAILABLE, which 503 maps to.
+        noBackendStatus: 503,
       };
       // A rule without matches matches every gRPC request.
       const matches: GRPCMatch[] = rule.matches && rule.matches.length > 0 ? rule.matches : [{}];

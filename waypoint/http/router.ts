@@ -100,8 +100,13 @@ export class ForwardedRequest {
       return;
     }
     this.backend = backend;
-    applyHeaderMutation(this.head.headers, backend.requestHeaders);
     const cluster = this.deps.clusters.get({ hostname: backend.hostname, port: backend.port, subset: backend.subset?.name });
+    if (cluster.unknownBackend && this.route.route.kind !== 'VirtualService') {
+      // Gateway API: a backendRef to a Service (or port) that does not exist gets 500 for its share
+      // of the traffic (GRPCRoute: UNAVAILABLE); the route's status names the missing reference.
+      this.localReply(this.route.noBackendStatus, 'backend not found', 'NC');
+      return;
+    }
     if (backend.subset && (backend.subset.labels === null || cluster.undefinedSubset)) {
       this.localReply(503, 'no healthy upstream', 'NC');
       return;
@@ -119,6 +124,8 @@ export class ForwardedRequest {
     for (const m of this.route.filters.mirrors) {
       if (this.deps.random() * 100 < m.percent) this.mirror(m);
     }
+    // After the mirrors copied the head: a backendRef's own filters apply to that backend only.
+    applyHeaderMutation(this.head.headers, backend.requestHeaders);
     void this.run(cluster);
   }
 

@@ -156,6 +156,8 @@ export class Cluster {
   readonly http2: Http2Pool;
   /** The subset is not defined by any DestinationRule: Envoy has no such cluster (503 NC). */
   undefinedSubset = false;
+  /** No such service in the mesh, or it has no such port: a route naming it is an invalid reference. */
+  unknownBackend = false;
   /** The backend port's application protocol, when the Service declares one: it decides the upstream protocol. */
   upstreamProtocol: 'http1' | 'http2' | undefined;
   readonly counters = { requests: 0, retries: 0, retriesSuppressed: 0, overflows: 0, connectFailures: 0 };
@@ -242,7 +244,9 @@ export class Cluster {
     this.undefinedSubset = subsetLabels === null;
     const eps: ClusterEndpoint[] = [];
     const svc = mesh.servicesByHost.get(this.key.hostname);
-    const app = svc?.msg.ports.find((p) => p.servicePort === this.key.port)?.appProtocol;
+    const svcPort = svc?.msg.ports.find((p) => p.servicePort === this.key.port);
+    this.unknownBackend = svcPort === undefined;
+    const app = svcPort?.appProtocol;
     this.upstreamProtocol = app === 'http' ? 'http1' : app === 'http2' ? 'http2' : undefined;
     for (const e of svc?.endpoints ?? []) {
       if (subsetLabels === null || !labelsMatch(workloadLabels(e.workload), subsetLabels)) continue;
