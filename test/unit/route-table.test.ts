@@ -255,6 +255,7 @@ test('a route whose backends are all weight 0 matches but picks nothing: the cal
   const g = compileRouteTable(config({ grpcRoutes: [grpcRoute('g', [{ backendRefs: [{ name: 'reviews-v1', port: 9080, weight: 0 }] }])] }));
   const gm = g.match(req('/pkg.Svc/Method', { headers: { 'content-type': 'application/grpc' } }));
   assert.ok(gm);
+  assert.equal(winner(gm), 'reviews-v1', 'the GRPCRoute matched, not the default route');
   assert.equal(gm.noBackendStatus, 503);
 });
 
