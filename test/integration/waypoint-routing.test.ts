@@ -3,7 +3,7 @@ import assert from 'node:assert/strict';
 import http from 'node:http';
 import http2 from 'node:http2';
 import {
-  buildSnapshot, GW, h1Request, h2Request, hostOf, ISTIO, obj, pool, serviceConfig, startBackend, startHarness,
+  buildSnapshot, GW, h1Request, h2Request, hostOf, ISTIO, obj, pool, rawExchange, serviceConfig, startBackend, startHarness,
   type Backend, type Harness, type ServiceDef,
 } from '../helpers/waypoint-harness';
 
@@ -183,6 +183,17 @@ test('HTTPRoute: a backendRef to a missing Service gets 500 for its share; a bac
   assert.equal(primary?.backendOnly, 'yes');
   assert.ok(mirror, `the mirror got its copy: ${JSON.stringify(seen)}`);
   assert.equal(mirror.backendOnly, '', 'backendRef filters apply to that backend only');
+});
+
+test('an absolute-form request target is accepted: its authority replaces Host (RFC 9112 3.2.2)', async () => {
+  assert.deepEqual(apply({}), []);
+  seen.length = 0;
+  const r = await rawExchange(port, 'GET http://reviews.shop.svc.cluster.local:9080/abs?q=1 HTTP/1.1\r\nHost: ignored.example\r\nConnection: close\r\n\r\n');
+  assert.match(r.text, /^HTTP\/1\.1 200/);
+  assert.match(r.text, /x-saw-path: \/abs\?q=1\r\n/i);
+  assert.equal(seen[seen.length - 1].host, 'reviews.shop.svc.cluster.local:9080');
+  const bad = await rawExchange(port, 'GET http://user@reviews/x HTTP/1.1\r\nHost: reviews\r\nConnection: close\r\n\r\n');
+  assert.match(bad.text, /^HTTP\/1\.1 400/, 'userinfo in the authority is refused');
 });
 
 test('HTTP/2 callers are served over HTTP/2 upstream', async () => {

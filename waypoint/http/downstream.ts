@@ -99,10 +99,11 @@ export class Http1Downstream implements Downstream {
     expectContinue: boolean,
   ) {
     this.method = req.method ?? 'GET';
-    this.rawPath = req.url ?? '/';
     this.headers = copyHeaders(req.headers);
-    this.authority = typeof this.headers.host === 'string' ? this.headers.host : '';
-    this.ambiguousAuthority = hostLines(req.rawHeaders) > 1;
+    const abs = absoluteForm(req.url);
+    this.rawPath = abs?.path ?? req.url ?? '/';
+    this.authority = abs?.authority ?? (typeof this.headers.host === 'string' ? this.headers.host : '');
+    this.ambiguousAuthority = abs === null && hostLines(req.rawHeaders) > 1;
     delete this.headers.host;
     this.headerCount = req.rawHeaders.length / 2;
     this.body = countBody(this.headers) ? req : null;
@@ -302,10 +303,11 @@ export class RawHttp1Downstream implements Downstream {
     readonly socket: Duplex,
   ) {
     this.method = req.method ?? 'GET';
-    this.rawPath = req.url ?? '/';
     this.headers = copyHeaders(req.headers);
-    this.authority = typeof this.headers.host === 'string' ? this.headers.host : '';
-    this.ambiguousAuthority = hostLines(req.rawHeaders) > 1;
+    const abs = absoluteForm(req.url);
+    this.rawPath = abs?.path ?? req.url ?? '/';
+    this.authority = abs?.authority ?? (typeof this.headers.host === 'string' ? this.headers.host : '');
+    this.ambiguousAuthority = abs === null && hostLines(req.rawHeaders) > 1;
     delete this.headers.host;
     this.headerCount = req.rawHeaders.length / 2;
     socket.once('close', () => {
@@ -380,4 +382,17 @@ export class RawHttp1Downstream implements Downstream {
   }
 
   closeConnectionAfter(): void {}
+}
+
+/**
+ * RFC 9112 section 3.2.2: a server MUST accept an absolute-form target ("GET http://web/x"), take
+ * the authority from it and ignore Host, as Envoy does. The rest of the chain then sees the usual
+ * origin-form path and one authority. Null for any other form.
+ */
+export function absoluteForm(url: string | undefined): { authority: string; path: string } | null {
+  if (url === undefined) return null;
+  const m = /^https?:\/\/([^/?#]*)(.*)$/i.exec(url);
+  if (m === null) return null;
+  const rest = m[2];
+  return { authority: m[1], path: rest === '' || rest[0] !== '/' ? `/${rest}` : rest };
 }
