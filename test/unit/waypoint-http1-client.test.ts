@@ -279,6 +279,7 @@ test('Transfer-Encoding with Content-Length, a non-chunked coding, or conflictin
   const srv2 = await startServer((_r, s) => s.write('HTTP/1.1 200 OK\r\nContent-Length: 3\r\nContent-Length: 3\r\n\r\nabc'));
   const ok = await fetch(p, srv2.port);
   assert.deepEqual([ok.data, ok.ended], ['abc', true]);
+  assert.equal(ok.res.headers['content-length'], '3', 'passed on as one value');
 });
 
 test('sequential requests reuse one connection; connection: close forces a new one', async () => {

@@ -575,6 +575,9 @@ export class Http1ClientConnection {
     } else if (h['content-length'] !== undefined) {
       const n = contentLength(h['content-length']);
       if (n < 0) return this.protocolError('invalid content-length');
+      // Repeated identical values are one value (RFC 9110 8.6); passed on as a list they would
+      // break an HTTP/2 caller's response and make an HTTP/1 one re-frame the body.
+      if (Array.isArray(h['content-length'])) h['content-length'] = String(n);
       this.mode = BodyMode.Length;
       this.remaining = n;
       if (n === 0) none = true;
