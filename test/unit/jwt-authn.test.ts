@@ -116,6 +116,38 @@ test('audiences: one of the rule audiences must be present', async () => {
   assert.deepEqual(r.audiences, ['x', 'web']);
 });
 
+test('audiences compare as Envoy does: scheme and trailing slash aside', async () => {
+  const a = authn([{ issuer: ISS, jwks: jwks(es), audiences: ['https://api.example.com'] }]);
+  for (const aud of ['https://api.example.com', 'https://api.example.com/', 'api.example.com', 'http://api.example.com']) {
+    ok(await a.authenticate(bearer(await sign(es, { aud }))));
+  }
+  denied(await a.authenticate(bearer(await sign(es, { aud: 'https://api.example.com.evil' }))), /audience/);
+  denied(await a.authenticate(bearer(await sign(es, { aud: 'https://api.example.com/other' }))), /audience/);
+});
+
+test('key selection as Envoy: a JWKS key without kid is tried; several kid-less candidates are all tried', async () => {
+  const bare = (s: Signer) => {
+    const { kid: _kid, ...jwk } = s.jwk;
+    return jwk;
+  };
+  // The JWKS has no kids, the token names one: the key is still tried.
+  const a = authn([{ issuer: ISS, jwks: JSON.stringify({ keys: [bare(es)] }) }]);
+  ok(await a.authenticate(bearer(await sign(es, {}, { kid: 'k-from-the-idp' }))));
+  // A kid-less key next to a keyed one, and a token with another kid.
+  const mixed = authn([{ issuer: ISS, jwks: JSON.stringify({ keys: [rs.jwk, bare(es)] }) }]);
+  ok(await mixed.authenticate(bearer(await sign(es, {}, { kid: 'elsewhere' }))));
+  // Two kid-less keys of the same type, a token without kid: the right one verifies it, a forger's does not.
+  const two = await signer('ES256', 'x');
+  const both = authn([{ issuer: ISS, jwks: JSON.stringify({ keys: [bare(two), bare(es)] }) }]);
+  const noKid = (s: Signer) => new SignJWT({ sub: 'alice', exp: T0S + 3600, iat: T0S }).setProtectedHeader({ alg: s.alg }).setIssuer(ISS).sign(s.priv);
+  ok(await both.authenticate(bearer(await noKid(es))));
+  ok(await both.authenticate(bearer(await noKid(two))));
+  denied(await both.authenticate(bearer(await noKid(other))), /signature|invalid/);
+  // A key whose kid differs from the token's is still passed over.
+  const keyed = authn([{ issuer: ISS, jwks: jwks(es) }]);
+  denied(await keyed.authenticate(bearer(await sign(es, {}, { kid: 'not-es-1' }))), /no key/);
+});
+
 test('a token from an unknown issuer is refused', async () => {
   const a = authn([{ issuer: ISS, jwks: jwks(es) }]);
   denied(await a.authenticate(bearer(await sign(es, {}, { iss: 'https://evil.example' }))), /not trusted/);

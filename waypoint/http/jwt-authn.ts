@@ -14,6 +14,7 @@ import {
   type JSONWebKeySet,
   type JWTPayload,
   type JWTVerifyGetKey,
+  type KeyLike,
 } from 'jose';
 import type { JwtRule, RequestAuthenticationSpec } from '../../lib/api/kinds/security';
 import { parseDurationMs } from '../../lib/api/meta';
@@ -112,6 +113,40 @@ function isJwks(doc: unknown): doc is JSONWebKeySet {
   return doc !== null && typeof doc === 'object' && Array.isArray((doc as { keys?: unknown }).keys);
 }
 
+/**
+ * Key selection as Envoy's jwt_authn does it: a key is passed over for its kid only when both the
+ * key and the token name one and they differ. jose also drops keys without a kid when the token
+ * names one, which refuses valid tokens signed by a JWKS written without kids.
+ */
+function keySet(doc: JSONWebKeySet): JWTVerifyGetKey {
+  const all = createLocalJWKSet(doc);
+  const withoutKid = doc.keys.filter((k) => k.kid === undefined);
+  const kidless = withoutKid.length > 0 ? createLocalJWKSet({ keys: withoutKid }) : null;
+  return async (header, token) => {
+    try {
+      return await all(header, token);
+    } catch (e) {
+      if (!(e instanceof errors.JWKSNoMatchingKey) || kidless === null || header.kid === undefined) throw e;
+      const { kid: _kid, ...anyKey } = header;
+      return kidless(anyKey, token);
+    }
+  };
+}
+
+/** Envoy compares audiences without their scheme and trailing slash: "https://api.example.com/" is "api.example.com". */
+function sanitizeAudience(a: string): string {
+  let s = a;
+  if (s.startsWith('https://')) s = s.slice(8);
+  else if (s.startsWith('http://')) s = s.slice(7);
+  while (s.endsWith('/')) s = s.slice(0, -1);
+  return s;
+}
+
+function audienceAllowed(aud: unknown, allowed: readonly string[]): boolean {
+  const have = (typeof aud === 'string' ? [aud] : Array.isArray(aud) ? aud.filter((x): x is string => typeof x === 'string') : []).map(sanitizeAudience);
+  return allowed.some((a) => have.includes(sanitizeAudience(a)));
+}
+
 function errMessage(e: unknown): string {
   return e instanceof Error ? e.message : String(e);
 }
@@ -184,7 +219,7 @@ class RemoteKeySet {
       }
       const doc = await this.fetchDoc(jwksUri, this.timeoutMs);
       if (!isJwks(doc)) throw new Error('response is not a JSON Web Key Set');
-      this.local = createLocalJWKSet(doc);
+      this.local = keySet(doc);
       this.fetchedAt = this.now();
     } catch (e) {
       this.failedAt = this.now();
@@ -328,7 +363,7 @@ export function compileRequestAuthn(policies: RequestAuthnPolicy[], opts: Reques
         }
         // Validation should have caught this; an unusable rule must still refuse its tokens.
         keys = isJwks(doc)
-          ? createLocalJWKSet(doc)
+          ? keySet(doc)
           : async () => {
               throw new JwksFetchError(`${source}: inline jwks is not a JSON Web Key Set`);
             };
@@ -379,18 +414,31 @@ export function compileRequestAuthn(policies: RequestAuthnPolicy[], opts: Reques
     let reason = '';
     for (const c of candidates) {
       const aud = c.rule.audiences;
+      const opts = { issuer: c.rule.issuer, algorithms: ALLOWED_ALGORITHMS, clockTolerance: skewSec, currentDate: new Date(now()) };
+      let payload: JWTPayload | null = null;
       try {
-        const { payload } = await jwtVerify(token, c.keys, {
-          issuer: c.rule.issuer,
-          audience: aud && aud.length > 0 ? aud : undefined,
-          algorithms: ALLOWED_ALGORITHMS,
-          clockTolerance: skewSec,
-          currentDate: new Date(now()),
-        });
-        return { payload, rule: c, loc: g.loc, token };
+        payload = (await jwtVerify(token, c.keys, opts)).payload;
       } catch (e) {
         reason = describeVerifyError(e);
+        // Several keys fit the token (no kid to tell them apart): the one that verifies it wins.
+        if (e instanceof errors.JWKSMultipleMatchingKeys) {
+          for await (const key of e as unknown as AsyncIterable<KeyLike>) {
+            try {
+              payload = (await jwtVerify(token, key, opts)).payload;
+              break;
+            } catch (e2) {
+              reason = describeVerifyError(e2);
+            }
+          }
+        }
       }
+      if (payload === null) continue;
+      // Checked after the signature, as jose would, but with Envoy's audience comparison.
+      if (aud && aud.length > 0 && !audienceAllowed(payload.aud, aud)) {
+        reason = 'token audience is not allowed';
+        continue;
+      }
+      return { payload, rule: c, loc: g.loc, token };
     }
     return reason;
   }
