@@ -534,6 +534,19 @@ spec:
   HTTPRoute: {
     good: [
       {
+        name: 'an empty replacePrefixMatch (the spec table has it)',
+        yaml: `
+apiVersion: gateway.networking.k8s.io/v1
+kind: HTTPRoute
+metadata: {name: strip, namespace: shop}
+spec:
+  rules:
+  - matches: [{path: {type: PathPrefix, value: /foo}}]
+    filters: [{type: URLRewrite, urlRewrite: {path: {type: ReplacePrefixMatch, replacePrefixMatch: ""}}}]
+    backendRefs: [{name: web, port: 80}]
+`,
+      },
+      {
         name: 'RE2 syntax: a regex path without a leading slash, (?i) and a named group',
         yaml: `
 apiVersion: gateway.networking.k8s.io/v1

@@ -85,6 +85,11 @@ test('path rewrites and redirects', () => {
   assert.equal(rewritePath('/api/items', { type: 'ReplacePrefixMatch', prefix: '/api', value: '/' }), '/items');
   assert.equal(rewritePath('/api', { type: 'ReplacePrefixMatch', prefix: '/api', value: '/' }), '/');
   assert.equal(rewritePath('/a?q', { type: 'ReplaceFullPath', value: '/b' }), '/b?q');
+  // An empty replacement (allowed by the Gateway API's table) and a case-insensitive match (ignoreUriCase).
+  assert.equal(rewritePath('/foo/bar', { type: 'ReplacePrefixMatch', prefix: '/foo', value: '' }), '/bar');
+  assert.equal(rewritePath('/foo', { type: 'ReplacePrefixMatch', prefix: '/foo', value: '' }), '/');
+  assert.equal(rewritePath('/api/users', { type: 'ReplacePrefixMatch', prefix: '/API/', value: '/v2/', ignoreCase: true }), '/v2/users');
+  assert.equal(rewritePath('/api/users', { type: 'ReplacePrefixMatch', prefix: '/API/', value: '/v2/' }), '/api/users');
   const at = (authority: string, listenerPort = 80) => ({ authority, pathAndQuery: '/x', scheme: 'http', listenerPort });
   assert.equal(redirectLocation({ statusCode: 301, scheme: 'https' }, at('web:80')), 'https://web/x');
   assert.equal(redirectLocation({ statusCode: 302, hostname: 'other', port: 8080 }, at('web')), 'http://other:8080/x');

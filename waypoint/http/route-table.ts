@@ -71,7 +71,7 @@ export interface HeaderMutation {
 export type PathRewrite =
   | { type: 'ReplaceFullPath'; value: string }
   /** `prefix` is the prefix the request matched, which the caller swaps for `value`. */
-  | { type: 'ReplacePrefixMatch'; prefix: string; value: string };
+  | { type: 'ReplacePrefixMatch'; prefix: string; value: string; /** The match ignored case (VirtualService ignoreUriCase). */ ignoreCase?: boolean };
 
 export interface Redirect {
   scheme?: 'http' | 'https';
@@ -716,7 +716,7 @@ function compileVirtualServices(cfg: WaypointServiceConfig, hosts: Hosts): Entry
             ? undefined
             : uri?.exact !== undefined || uri?.regex !== undefined
               ? { type: 'ReplaceFullPath', value: h.rewrite.uri }
-              : { type: 'ReplacePrefixMatch', prefix: uri?.prefix ?? '/', value: h.rewrite.uri };
+              : { type: 'ReplacePrefixMatch', prefix: uri?.prefix ?? '/', value: h.rewrite.uri, ...(m?.ignoreUriCase ? { ignoreCase: true } : {}) };
         const rd = h.redirect;
         const filters: Compiled['filters'] = {
           requestHeaders: fromIstioOperations(h.headers?.request),

@@ -143,7 +143,8 @@ const pathModifier = z
     if (p[want] === undefined) ctx.addIssue({ code: 'custom', path: [want], message: `required when type is ${p.type}` });
     if (p[other] !== undefined) ctx.addIssue({ code: 'custom', path: [other], message: `must not be set when type is ${p.type}` });
     const v = p[want];
-    if (v !== undefined && !v.startsWith('/')) ctx.addIssue({ code: 'custom', path: [want], message: 'must start with "/"' });
+    // The spec's table allows an empty replacePrefixMatch ("/foo" + "" on "/foo/bar" gives "/bar").
+    if (v !== undefined && !v.startsWith('/') && !(want === 'replacePrefixMatch' && v === '')) ctx.addIssue({ code: 'custom', path: [want], message: 'must start with "/"' });
   });
 
 const requestRedirect = z.strictObject(

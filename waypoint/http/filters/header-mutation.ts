@@ -24,7 +24,8 @@ export function rewritePath(pathAndQuery: string, rw: PathRewrite): string {
   const query = q < 0 ? '' : pathAndQuery.slice(q);
   if (rw.type === 'ReplaceFullPath') return rw.value + query;
   const prefix = rw.prefix.length > 1 && rw.prefix.endsWith('/') ? rw.prefix.slice(0, -1) : rw.prefix;
-  if (!path.startsWith(prefix)) return pathAndQuery;
+  const starts = rw.ignoreCase ? path.slice(0, prefix.length).toLowerCase() === prefix.toLowerCase() : path.startsWith(prefix);
+  if (!starts) return pathAndQuery;
   let rest = path.slice(prefix.length);
   let value = rw.value;
   // "/api" -> "/" applied to "/api/x" must give "/x", not "//x".
