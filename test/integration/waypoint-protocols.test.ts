@@ -58,6 +58,13 @@ before(async () => {
   webBackend = await startBackend('web-1', (req: BackendRequest, res: BackendResponse) => {
     void readBody(req).then(async (body) => {
       if (req.url === '/slow') await sleep(400);
+      if (req.url === '/trailers-unannounced') {
+        const r = res as http.ServerResponse;
+        r.write('body');
+        r.addTrailers({ 'x-sum': 'abc' });
+        r.end();
+        return;
+      }
       if (req.url === '/trailers') {
         const r = res as http.ServerResponse;
         r.setHeader('trailer', 'x-checksum');
@@ -464,6 +471,28 @@ test('an HTTP/2 caller that closes its connection (FIN) has its requests ended a
   assert.equal(recs.length, 1);
   assert.equal(recs[0].closes, 1);
   assert.equal(recs[0].flags, 'DC');
+});
+
+test('an HTTP/2 caller that accepts trailers gets them even when the endpoint did not announce them', async () => {
+  apply();
+  const session = http2.connect(`http://127.0.0.1:${webPort}`);
+  try {
+    const got = await new Promise<{ body: string; trailers: http2.IncomingHttpHeaders }>((resolve, reject) => {
+      const req = session.request({ ':path': '/trailers-unannounced', ':authority': 'web', te: 'trailers' });
+      let body = '';
+      let trailers: http2.IncomingHttpHeaders = {};
+      req.setEncoding('utf8');
+      req.on('data', (c: string) => (body += c));
+      req.on('trailers', (t) => (trailers = t));
+      req.on('end', () => resolve({ body, trailers }));
+      req.on('error', reject);
+      req.end();
+    });
+    assert.equal(got.body, 'body');
+    assert.equal(got.trailers['x-sum'], 'abc');
+  } finally {
+    session.close();
+  }
 });
 
 test('drain lets in-flight requests finish, asks HTTP/1 callers to close and refuses new tunnels', async () => {

@@ -340,7 +340,10 @@ export class ForwardedRequest {
     const headers = this.responseHeaders(response);
     const grpcResponse = isGrpcContentType(response.headers);
     try {
-      this.ds.sendHeaders(response.status, headers, { endStream: response.endStream, trailers: grpcResponse || response.headers.trailer !== undefined });
+      // An HTTP/2 caller that accepts trailers (te: trailers) gets any the endpoint sends, announced
+      // or not (announcing them is only a SHOULD); the stream then ends with a trailers frame.
+      const trailers = grpcResponse || response.headers.trailer !== undefined || (this.ds.protocol === 'http2' && this.head.headers.te === 'trailers');
+      this.ds.sendHeaders(response.status, headers, { endStream: response.endStream, trailers });
     } catch (e) {
       this.deps.log.debug({ err: e }, 'downstream rejected response headers');
       release();
