@@ -170,8 +170,9 @@ spec:
       // Flip the weights while requests are running: none may fail.
       const running = load('client', 'http://echo/', 3000);
       await new Promise((res) => setTimeout(res, 1000));
-      const appliedAt = Date.now();
+      // Measured from when `ambit apply` returned (the change is stored), not from before the CLI started.
       apply(route(10, 90));
+      const appliedAt = Date.now();
       let tookMs = -1;
       for (;;) {
         const p = await load('client', 'http://echo/', 20);
