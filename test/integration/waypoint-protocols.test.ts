@@ -7,7 +7,7 @@ import net from 'node:net';
 import type { Duplex } from 'node:stream';
 import * as grpc from '@grpc/grpc-js';
 import {
-  buildSnapshot, GW, h1Request, h2Request, hostOf, identityOf, ISTIO, obj, readBody, serviceConfig, sleep, startBackend, startHarness, startTcpBackend,
+  buildSnapshot, GW, h1Request, h2Request, hostOf, identityOf, ISTIO, obj, rawExchange, readBody, serviceConfig, sleep, startBackend, startHarness, startTcpBackend,
   type Backend, type BackendRequest, type BackendResponse, type Harness, type ServiceDef,
 } from '../helpers/waypoint-harness';
 import { RATE_LIMIT_ANNOTATION } from '../../waypoint/http/filters/rate-limit';
@@ -495,6 +495,17 @@ test('an HTTP/2 caller that accepts trailers gets them even when the endpoint di
   } finally {
     session.close();
   }
+});
+
+test('an h2c upgrade offer with a body (curl --http2 -d) is declined and the request served as HTTP/1.1', async () => {
+  apply();
+  const offer = 'POST /p HTTP/1.1\r\nHost: web\r\nConnection: Upgrade, HTTP2-Settings\r\nUpgrade: h2c\r\nHTTP2-Settings: AAMAAABkAAQCAAAAAAIAAAAA\r\nContent-Length: 5\r\n\r\nhello';
+  const r = await rawExchange(webPort, `${offer}GET /after HTTP/1.1\r\nHost: web\r\nConnection: close\r\n\r\n`);
+  assert.match(r.text, /^HTTP\/1\.1 200/);
+  assert.match(r.text, /echo:hello/);
+  assert.doesNotMatch(r.text, /101 Switching/);
+  // The connection stays HTTP/1.1: the next request on it is answered too.
+  assert.equal(r.text.match(/HTTP\/1\.1 200/g)?.length, 2, r.text);
 });
 
 test('drain lets in-flight requests finish, asks HTTP/1 callers to close and refuses new tunnels', async () => {

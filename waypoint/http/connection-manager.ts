@@ -232,8 +232,9 @@ export class ConnectionManager implements Http1ServerHost {
       this.chain.handleUpgrade(ds, conn.tunnel, head);
       return;
     }
-    // Other upgrades (h2c from curl --http2) are ignored, as Envoy does, when the request has no body:
-    // it is served as plain HTTP/1.1 on a connection that then closes.
+    // Other upgrades are ignored, as Envoy does, when the request has no body: it is served as plain
+    // HTTP/1.1 on a connection that then closes. (An h2c offer in the common form, body or not, never
+    // gets here: the fast path drops its upgrade fields and serves it, see http1-syntax.ts.)
     const hasBody = (req.headers['content-length'] !== undefined && req.headers['content-length'] !== '0') || req.headers['transfer-encoding'] !== undefined;
     if (!hasBody && head.length === 0) {
       this.chain.handle(ds, conn.tunnel);

@@ -174,6 +174,13 @@ export function parseRequestHead(head: string, maxCount: number): RequestHead | 
   const f = parseFieldLines(lines, 1, n, host, hop);
   if (!f.ok || f.duplicates || host.value === undefined || host.repeated || hop.connection.length > 1) return null;
   const h = f.headers;
+  // An h2c upgrade offer (curl --http2 on http://) is declined the way Envoy declines it: the upgrade
+  // fields are dropped and the request is served as HTTP/1.1, body and all.
+  const h2cOffer = typeof h.upgrade === 'string' && h.upgrade.trim().toLowerCase() === 'h2c';
+  if (h2cOffer) {
+    delete h.upgrade;
+    delete h['http2-settings'];
+  }
   if (hop.transferEncoding.length > 0 || h.expect !== undefined || h.upgrade !== undefined) return null;
   let contentLength = 0;
   const cl = h['content-length'];
@@ -188,6 +195,7 @@ export function parseRequestHead(head: string, maxCount: number): RequestHead | 
     for (const t of conn.split(',')) {
       const tok = t.trim().toLowerCase();
       if (tok === 'close') close = true;
+      else if (h2cOffer && (tok === 'upgrade' || tok === 'http2-settings')) continue;
       else if (tok === 'upgrade') return null;
       else if (tok !== 'keep-alive' && tok !== '') nominates = true;
     }
