@@ -79,7 +79,7 @@ test('no endpoint is 503 UH; a failing connect is 503 UF', async () => {
   assert.equal(r2.status, 503);
   const recs = await h.telemetry.closed(2);
   assert.equal(recs[0].flags, 'UH');
-  assert.equal(recs[1].flags, 'UF');
+  assert.equal(recs[1].flags, 'URX,UF', 'connect failures are retried by default, then given up');
 });
 
 test('retries turn a backend failing 30% with 503 into >99% success', async () => {

@@ -571,9 +571,34 @@ test('no route at all: the service itself on the request port, weight 1', () => 
     backends: [{ hostname: `reviews.${NS}.svc.cluster.local`, name: 'reviews', namespace: NS, port: 9080, weight: 1 }],
     filters: { mirrors: [] },
     timeouts: {},
+    retry: { attempts: 2, retryOn: ['connect-failure', 'refused-stream', 'unavailable', 'cancelled', 'retriable-status-codes'], codes: [503] },
     noBackendStatus: 503,
   });
   assert.equal(pickWeighted(m.backends)?.name, 'reviews');
+});
+
+test("Istio's default retry policy applies where a route configures none; a retries block without attempts turns retries off", () => {
+  const ISTIO_DEFAULT = { attempts: 2, retryOn: ['connect-failure', 'refused-stream', 'unavailable', 'cancelled', 'retriable-status-codes'], codes: [503] };
+  const t = compileRouteTable(
+    config({
+      httpRoutes: [httpRoute('r', [{ matches: [{ path: { type: 'PathPrefix', value: '/gw' } }], ...to('reviews') }])],
+      grpcRoutes: [grpcRoute('g', [to('reviews')])],
+    }),
+  );
+  assert.deepEqual(t.match(req('/gw'))?.retry, ISTIO_DEFAULT, 'HTTPRoute rule without retry');
+  assert.deepEqual(t.match(req('/pkg.S/M', { headers: { 'content-type': 'application/grpc' } }))?.retry, ISTIO_DEFAULT, 'GRPCRoute');
+  const v = compileRouteTable(
+    config({
+      virtualServices: [
+        vs('reviews', [
+          { match: [{ uri: { prefix: '/plain' } }], route: [{ destination: { host: 'reviews' } }] },
+          { match: [{ uri: { prefix: '/no-attempts' } }], route: [{ destination: { host: 'reviews' } }], retries: { retryOn: '5xx' } },
+        ]),
+      ],
+    }),
+  );
+  assert.deepEqual(v.match(req('/plain'))?.retry, ISTIO_DEFAULT, 'VirtualService route without retries');
+  assert.equal(v.match(req('/no-attempts'))?.retry, undefined, 'retries without attempts: off, as in Istio');
 });
 
 test('a VirtualService with no http routes leaves the default route in place', () => {

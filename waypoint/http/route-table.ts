@@ -245,6 +245,14 @@ const DEFAULT_RETRY_ON = ['connect-failure', 'refused-stream', 'unavailable', 'c
 const DEFAULT_RETRY_CODES = [503] as const;
 const DEFAULT_RETRY_ATTEMPTS = 2;
 
+/**
+ * Istio's retry policy for a route that configures none (a VirtualService route without
+ * `retries`, an HTTPRoute rule without `retry`, a GRPCRoute, the service's default route): two
+ * retries on connect failure, refused stream, gRPC unavailable/cancelled and 503. The retry budget
+ * still bounds it, and a body that was not kept is never resent.
+ */
+const ISTIO_DEFAULT_RETRY: RetryPolicy = { attempts: DEFAULT_RETRY_ATTEMPTS, retryOn: DEFAULT_RETRY_ON, codes: DEFAULT_RETRY_CODES };
+
 const GRPC_STATUS_CODES: Readonly<Record<string, number>> = {
   OK: 0, CANCELLED: 1, UNKNOWN: 2, INVALID_ARGUMENT: 3, DEADLINE_EXCEEDED: 4, NOT_FOUND: 5, ALREADY_EXISTS: 6, PERMISSION_DENIED: 7,
   RESOURCE_EXHAUSTED: 8, FAILED_PRECONDITION: 9, ABORTED: 10, OUT_OF_RANGE: 11, UNIMPLEMENTED: 12, INTERNAL: 13, UNAVAILABLE: 14,
@@ -399,7 +407,7 @@ function gatewayFilters(filters: readonly HTTPRouteFilter[] | undefined, matched
 }
 
 function gatewayRetry(r: HTTPRouteRule['retry'], perTryTimeoutMs: number | undefined): RetryPolicy | undefined {
-  if (!r) return undefined;
+  if (!r) return perTryTimeoutMs === undefined ? ISTIO_DEFAULT_RETRY : { ...ISTIO_DEFAULT_RETRY, perTryTimeoutMs };
   const attempts = r.attempts ?? DEFAULT_RETRY_ATTEMPTS;
   if (attempts === 0) return undefined;
   return {
@@ -510,6 +518,7 @@ function compileGRPCRoutes(cfg: WaypointServiceConfig, hosts: Hosts): Ranked[] {
         backends: (rule.backendRefs ?? []).map((b) => gatewayBackend(b, obj.namespace, hosts)),
         filters: gatewayFilters(rule.filters, undefined, obj.namespace, hosts),
         timeouts: {},
+        retry: ISTIO_DEFAULT_RETRY,
         // The GRPCRoute spec: traffic with no valid backend gets UNAVAILABLE, which 503 maps to.
         noBackendStatus: 503,
       };
@@ -649,8 +658,9 @@ function vsTarget(d: Destination, vsNs: string, hosts: Hosts, subsets: Subsets):
 }
 
 function vsRetry(r: VSHTTPRoute['retries']): RetryPolicy | undefined {
-  if (!r) return undefined;
-  const attempts = r.attempts ?? DEFAULT_RETRY_ATTEMPTS;
+  if (!r) return ISTIO_DEFAULT_RETRY;
+  // As in Istio, a retries block without attempts (or with 0) turns retries off.
+  const attempts = r.attempts ?? 0;
   if (attempts === 0) return undefined;
   let retryOn: string[] = [...DEFAULT_RETRY_ON];
   let codes: number[] = [...DEFAULT_RETRY_CODES];
@@ -783,6 +793,7 @@ export function compileRouteTable(cfg: WaypointServiceConfig): RouteTable {
     ],
     filters: { mirrors: [] },
     timeouts: {},
+    retry: ISTIO_DEFAULT_RETRY,
     noBackendStatus: 503,
   });
 

@@ -16,7 +16,7 @@ import { isGrpcContentType, stripHopByHop } from './headers';
 import { sendLocalReply } from './local-reply';
 import { MirrorRequest } from './mirror-request';
 import { RequestBody } from './request-body';
-import type { HeaderMutation, Mirror, RouteBackend, RouteMatch } from './route-table';
+import type { HeaderMutation, Mirror, RetryPolicy, RouteBackend, RouteMatch } from './route-table';
 import type { HeaderMap, HttpLimits, ResponseFlag } from './types';
 
 export interface RouterDeps {
@@ -60,6 +60,9 @@ type AttemptResult =
   | { kind: 'failure'; outcome: AttemptOutcome; error: UpstreamError | null; reused: boolean };
 
 /** One request's trip upstream. Created per request; all state lives here rather than in closures. */
+
+const CONDITIONS = new WeakMap<RetryPolicy, RetryConditions>();
+
 export class ForwardedRequest {
   private readonly ds: Downstream;
   private readonly record: RequestRecord;
@@ -132,7 +135,10 @@ export class ForwardedRequest {
   private retryConditions(): RetryConditions | null {
     const r = this.route.retry;
     if (!r) return null;
-    return { on: new Set(r.retryOn), statusCodes: new Set(r.codes) };
+    // Built once per compiled policy: every route has one (Istio's default when none is configured).
+    let c = CONDITIONS.get(r);
+    if (c === undefined) CONDITIONS.set(r, (c = { on: new Set(r.retryOn), statusCodes: new Set(r.codes) }));
+    return c;
   }
 
   private async run(cluster: Cluster): Promise<void> {
