@@ -100,6 +100,8 @@ const hashCases: Array<{ name: string; policy: LoadBalancerSettings; ctx: (k: st
   { name: 'cookie', policy: { consistentHash: { httpCookie: { name: 'sid', ttl: '10s' } } }, ctx: (k) => ({ headers: { cookie: `a=1; sid=${k}; b=2` } }) },
   { name: 'source ip', policy: { consistentHash: { useSourceIp: true } }, ctx: (k) => ({ headers: {}, sourceIp: k }) },
   { name: 'query', policy: { consistentHash: { httpQueryParameterName: 'u' } }, ctx: (k) => ({ headers: {}, query: { u: k } }) },
+  // What the router passes: the request's path, whose query is read only for this policy.
+  { name: 'query parameter in the request path', policy: { consistentHash: { httpQueryParameterName: 'u' } }, ctx: (k) => ({ headers: {}, path: `/x?a=1&u=${k}` }) },
 ];
 
 for (const hc of hashCases) {

@@ -150,7 +150,7 @@ export class ForwardedRequest {
     const protocol = cluster.protocolFor(this.ds.protocol);
     for (;;) {
       if (this.done) return;
-      const ep = cluster.pick({ headers: this.head.headers, sourceIp: this.req.sourceIp }, tried);
+      const ep = cluster.pick({ headers: this.head.headers, sourceIp: this.req.sourceIp, path: this.head.path }, tried);
       if (!ep) {
         this.localReply(503, 'no healthy upstream', 'UH');
         return;
@@ -480,7 +480,7 @@ export class ForwardedRequest {
   private async sendMirror(m: Mirror, copy: MirrorRequest, hasBody: boolean): Promise<void> {
     try {
       const cluster = this.deps.clusters.get({ hostname: m.backend.hostname, port: m.backend.port, subset: m.backend.subset?.name });
-      const ep = cluster.pick({ headers: this.head.headers, sourceIp: this.req.sourceIp }, new Set());
+      const ep = cluster.pick({ headers: this.head.headers, sourceIp: this.req.sourceIp, path: this.head.path }, new Set());
       if (!ep || copy.aborted) {
         copy.abort();
         return;

@@ -18,6 +18,8 @@ export interface PickContext {
   readonly headers: Readonly<Record<string, MultiValue>>;
   readonly sourceIp?: string;
   readonly query?: Readonly<Record<string, MultiValue>>;
+  /** The request's path and query: its query is read only when a hash policy asks for a parameter. */
+  readonly path?: string;
   /** Endpoints not to choose: ejected by outlier detection, or already tried by this request's earlier attempts. */
   readonly excluded?: ReadonlySet<string>;
   /** Address the client originally dialled; only PASSTHROUGH uses it. */
@@ -255,7 +257,11 @@ export function hashKey(hash: ConsistentHashSettings, ctx: PickContext): string 
   if (hash.httpHeaderName !== undefined) return first(ctx.headers[hash.httpHeaderName.toLowerCase()]);
   if (hash.httpCookie !== undefined) return cookieValue(first(ctx.headers.cookie), hash.httpCookie.name);
   if (hash.useSourceIp) return ctx.sourceIp || undefined;
-  if (hash.httpQueryParameterName !== undefined) return first(ctx.query?.[hash.httpQueryParameterName]);
+  if (hash.httpQueryParameterName !== undefined) {
+    if (ctx.query !== undefined) return first(ctx.query[hash.httpQueryParameterName]);
+    const q = ctx.path?.indexOf('?') ?? -1;
+    return q < 0 ? undefined : new URLSearchParams(ctx.path!.slice(q + 1)).get(hash.httpQueryParameterName) ?? undefined;
+  }
   return undefined;
 }
 
