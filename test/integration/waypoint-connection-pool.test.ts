@@ -7,7 +7,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import http from 'node:http';
 import {
-  buildSnapshot, h1Request, hostOf, ISTIO, obj, serviceConfig, sleep, startBackend, startHarness, startTcpBackend,
+  buildSnapshot, h1Request, hostOf, ISTIO, obj, pool, serviceConfig, sleep, startBackend, startHarness, startTcpBackend,
   type Backend, type BackendRequest, type BackendResponse, type Harness, type ServiceDef,
 } from '../helpers/waypoint-harness';
 
@@ -301,5 +301,42 @@ test('durations beyond what a timer can hold mean "about never", not an immediat
     assert.equal(t.backend.open, 1, 'the pooled connection was not closed at once');
   } finally {
     await t.close();
+  }
+});
+
+test('LEAST_REQUEST counts a request as load until its response body ends, not only until its headers', async () => {
+  const h = await startHarness();
+  const names = ['ratings-a', 'ratings-b', 'ratings-slow'];
+  const backends: Backend[] = [];
+  try {
+    for (const name of names) {
+      backends.push(await startBackend(name, (req, res) => {
+        req.resume();
+        req.on('end', () => {
+          res.setHeader('x-served-by', name);
+          if (name !== 'ratings-slow') return res.end('ok');
+          // Headers at once, the body half a second later: a stream that keeps the endpoint busy.
+          const r = res as http.ServerResponse;
+          r.writeHead(200);
+          r.write('head ');
+          setTimeout(() => r.end('tail'), 500);
+        });
+      }));
+      h.connector.ports.set(name, backends[backends.length - 1].port);
+    }
+    const mesh = buildSnapshot([svc], names.map((name, i) => ({ name, ip: `10.0.7.${10 + i}`, services: { [host]: [{ servicePort: 8080, targetPort: 8080 }] } })));
+    const dr = obj(ISTIO, 'DestinationRule', 'ratings', { host: 'ratings', trafficPolicy: { loadBalancer: { simple: 'LEAST_REQUEST' } } });
+    assert.deepEqual(h.engine.update(mesh, new Map([['l7/shop/ratings', serviceConfig(svc, { destinationRules: [dr] })]])), []);
+    const port = await h.tunnel({ authority: `${svc.vip}:8080` });
+    const agent = new http.Agent({ keepAlive: true, maxSockets: 10 });
+    const results = await pool(150, 10, () => h1Request(port, { agent }));
+    agent.destroy();
+    const slow = results.filter((r) => r.headers['x-served-by'] === 'ratings-slow').length;
+    assert.ok(results.every((r) => r.status === 200));
+    // An even share would be 50; counted until headers only, the slow endpoint got about that many.
+    assert.ok(slow < 20, `the endpoint with a long response got ${slow} of 150`);
+  } finally {
+    await h.close();
+    for (const b of backends) await b.close();
   }
 });

@@ -162,14 +162,18 @@ export class ForwardedRequest {
       }
       tried.add(ep.id);
       this.record.setDestination(ep.target.workload, ep.target.workload.identity, `${ep.address}:${ep.target.port}`);
+      // The endpoint counts as busy (LEAST_REQUEST) until its response has been carried whole, not
+      // only until its headers: a long body or a server stream is load on it, as Envoy counts it.
       cluster.onStart(ep);
       let result: AttemptResult;
       try {
         result = await this.attempt(cluster, ep);
-      } finally {
+      } catch (e) {
         cluster.onEnd(ep);
+        throw e;
       }
       if (this.done) {
+        cluster.onEnd(ep);
         admission.release();
         if (result.kind === 'response') result.exchange.abort();
         return;
@@ -181,14 +185,19 @@ export class ForwardedRequest {
         const outcome: AttemptOutcome = { status: response.status, grpcStatus: typeof grpcStatus === 'string' ? Number(grpcStatus) : undefined };
         if (conds && this.decideRetry(conds, outcome, retries, maxRetries, cluster)) {
           retries++;
+          cluster.onEnd(ep);
           this.discard(result.exchange, response);
           admission.release();
           if (!(await this.backoff(retries))) return;
           continue;
         }
-        this.respond(result.exchange, response, admission.release);
+        this.respond(result.exchange, response, () => {
+          admission.release();
+          cluster.onEnd(ep);
+        });
         return;
       }
+      cluster.onEnd(ep);
       admission.release();
       const { outcome, error } = result;
       cluster.report(ep, { connectFailure: outcome.connectFailure, status: outcome.connectFailure ? undefined : 503 });
