@@ -160,7 +160,9 @@ export class FakeTelemetry implements RequestTelemetry {
   private waiters: Array<() => void> = [];
 
   start(info: RequestInfo): RequestRecord {
-    const traceId = randomBytes(16).toString('hex');
+    // Continues a valid caller trace, as the real tracing does; anything else starts a new one.
+    const parent = /^00-([0-9a-f]{32})-(?!0{16})[0-9a-f]{16}-[0-9a-f]{2}$/.exec(info.traceparent ?? '');
+    const traceId = parent && !/^0+$/.test(parent[1]) ? parent[1] : randomBytes(16).toString('hex');
     const rec: Recorded = { info, closes: 0, requestBytes: 0, responseBytes: 0, traceparent: `00-${traceId}-${randomBytes(8).toString('hex')}-01` };
     this.records.push(rec);
     const self = this;

@@ -39,6 +39,7 @@ before(async () => {
       res.setHeader('x-saw-envoy', String(req.headers['x-envoy-internal'] ?? ''));
       res.setHeader('x-saw-path', String(req.url));
       res.setHeader('x-saw-traceparent', String(req.headers.traceparent ?? ''));
+      res.setHeader('x-saw-tracestate', String(req.headers.tracestate ?? ''));
       res.end(`hello from ${name}`);
     });
   };
@@ -68,6 +69,14 @@ test('a plain request reaches an endpoint; caller-sent internal headers are repl
   assert.equal(rec.flags, '-');
   assert.equal(r.headers['x-saw-traceparent'], rec.traceparent);
   assert.equal(rec.info.traceparent, '00-11111111111111111111111111111111-2222222222222222-01');
+  // tracestate goes on with the caller's trace, and is dropped when a new trace had to start.
+  const kept = await h1Request(port, { headers: { traceparent: '00-11111111111111111111111111111111-2222222222222222-01', tracestate: 'congo=t61' } });
+  assert.equal(kept.headers['x-saw-tracestate'], 'congo=t61');
+  assert.match(String(kept.headers['x-saw-traceparent']), /^00-11111111111111111111111111111111-/);
+  const fresh = await h1Request(port, { headers: { traceparent: '00-XYZ-bad-01', tracestate: 'congo=t61' } });
+  assert.equal(fresh.headers['x-saw-tracestate'], '');
+  const alone = await h1Request(port, { headers: { tracestate: 'congo=t61' } });
+  assert.equal(alone.headers['x-saw-tracestate'], '');
 });
 
 test('90/10 weighted split over 2,000 requests, within 3 points', async () => {

@@ -46,8 +46,9 @@ test('hop-by-hop headers go, including those Connection names; te keeps only tra
 });
 
 test('caller-supplied forwarding and mesh-internal headers are replaced', () => {
-  const h: Record<string, string | string[]> = { 'x-forwarded-for': '1.2.3.4', 'x-forwarded-host': 'evil', 'x-envoy-retry-on': '5xx', 'x-ambit-source': 'x', forwarded: 'for=1.1.1.1', 'x-request-id': 'bad id with spaces', traceparent: 'caller' };
-  sanitizeRequestHeaders(h, { sourceAddress: '10.0.0.9', traceparent: '00-aa-bb-01', requestId: requestIdOf(h) });
+  const h: Record<string, string | string[]> = { 'x-forwarded-for': '1.2.3.4', 'x-forwarded-host': 'evil', 'x-envoy-retry-on': '5xx', 'x-ambit-source': 'x', forwarded: 'for=1.1.1.1', 'x-request-id': 'bad id with spaces', traceparent: 'caller', tracestate: 'congo=t61' };
+  sanitizeRequestHeaders(h, { sourceAddress: '10.0.0.9', traceparent: '00-aa-bb-01', requestId: requestIdOf(h), continuesTrace: false });
+  assert.equal(h.tracestate, undefined, "a new trace does not carry the caller's tracestate");
   assert.equal(h['x-forwarded-for'], '10.0.0.9');
   assert.equal(h['x-forwarded-proto'], 'http');
   assert.equal(h['x-forwarded-host'], undefined);
@@ -57,6 +58,13 @@ test('caller-supplied forwarding and mesh-internal headers are replaced', () => 
   assert.equal(h.traceparent, '00-aa-bb-01');
   assert.notEqual(h['x-request-id'], 'bad id with spaces');
   assert.equal(requestIdOf({ 'x-request-id': 'abc-123' }), 'abc-123');
+  // Envoy propagates other id formats too: AWS X-Ray style, base64.
+  assert.equal(requestIdOf({ 'x-request-id': 'Root=1-5759e988-bd862e3fe1be46a994272793' }), 'Root=1-5759e988-bd862e3fe1be46a994272793');
+  assert.equal(requestIdOf({ 'x-request-id': 'YWJjZGVm/Z2hp+aa==' }), 'YWJjZGVm/Z2hp+aa==');
+  assert.notEqual(requestIdOf({ 'x-request-id': 'x'.repeat(300) }), 'x'.repeat(300));
+  const kept: Record<string, string | string[]> = { tracestate: 'congo=t61' };
+  sanitizeRequestHeaders(kept, { sourceAddress: '10.0.0.9', traceparent: '00-aa-bb-01', requestId: 'r', continuesTrace: true });
+  assert.equal(kept.tracestate, 'congo=t61', 'a continued trace keeps it');
 });
 
 test('policies on opaque TCP fail closed', () => {

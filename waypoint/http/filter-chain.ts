@@ -83,8 +83,9 @@ export class FilterChain {
   }
 
   private reply(ds: Downstream, record: RequestRecord, grpc: boolean, status: number, body: string, flag: ResponseFlag, headers?: Record<string, string>, grpcStatus?: number): void {
-    const g = sendLocalReply(ds, status, body, { grpc, headers, grpcStatus });
-    record.close(status, flag, g);
+    const g = sendLocalReply(ds, status, body, { grpc, headers, grpcStatus, record });
+    // A gRPC caller got HTTP 200 with the status in grpc-status: the record says what was sent.
+    record.close(g !== undefined ? 200 : status, flag, g);
   }
 
   private async run(ds: Downstream, t: TunnelInfo, upgradeHead: Buffer | null): Promise<void> {
@@ -126,7 +127,9 @@ export class FilterChain {
     const isUpgrade = upgradeHead !== null;
     const upgradeToken = headerValue(ds.headers, 'upgrade')?.toLowerCase();
     stripHopByHop(ds.headers, { keepUpgrade: isUpgrade && upgradeToken === 'websocket' });
-    sanitizeRequestHeaders(ds.headers, { sourceAddress: t.sourceAddress, traceparent: record.traceparent, requestId });
+    // Same trace id as the caller's traceparent (characters 3-34): the caller's trace goes on.
+    const continuesTrace = traceparent !== undefined && traceparent.length >= 35 && record.traceparent.startsWith(traceparent.slice(2, 35), 2);
+    sanitizeRequestHeaders(ds.headers, { sourceAddress: t.sourceAddress, traceparent: record.traceparent, requestId, continuesTrace });
 
     // Routing, policy and the endpoint all see one canonical path, so none can be told apart by encoding tricks.
     const np = normalizePath(ds.rawPath);
@@ -204,8 +207,8 @@ export class FilterChain {
       faultFlag = 'DI';
     }
     if (fault?.abort) {
-      const g = sendLocalReply(ds, fault.abort.status, 'fault filter abort', { grpc, grpcStatus: fault.abort.grpcStatus });
-      record.close(fault.abort.status, faultFlag ? 'DI,FI' : 'FI', g);
+      const g = sendLocalReply(ds, fault.abort.status, 'fault filter abort', { grpc, grpcStatus: fault.abort.grpcStatus, record });
+      record.close(g !== undefined ? 200 : fault.abort.status, faultFlag ? 'DI,FI' : 'FI', g);
       return;
     }
 

@@ -16,7 +16,9 @@ function internalPrefixed(name: string): boolean {
   return false;
 }
 
-const REQUEST_ID = /^[A-Za-z0-9._:-]{1,128}$/;
+// Any visible ASCII, as Envoy propagates the caller's id (AWS "Root=1-...", base64 ids): only a
+// length cap and no spaces or control bytes, so the id stays one safe token in logs and headers.
+const REQUEST_ID = /^[\x21-\x7e]{1,256}$/;
 
 // RFC 9110 §7.2 / RFC 3986 §3.2: Host and :authority are uri-host [":" port], with no userinfo,
 // path or whitespace. llhttp accepts any field value there ("evil\tx", "web@evil", "web/admin"),
@@ -78,6 +80,8 @@ export interface ForwardingFacts {
   sourceAddress: string;
   traceparent: string;
   requestId: string;
+  /** The waypoint continues the caller's trace; when it started a new one the caller's tracestate does not belong to it. */
+  continuesTrace: boolean;
 }
 
 /** Picks the x-request-id: the caller's when well-formed (so traces join up), a new one otherwise. */
@@ -97,6 +101,8 @@ export function sanitizeRequestHeaders(h: HeaderMap, f: ForwardingFacts): void {
   h['x-forwarded-proto'] = 'http';
   h['x-request-id'] = f.requestId;
   h.traceparent = f.traceparent;
+  // W3C Trace Context: tracestate travels only with the traceparent it was sent with.
+  if (!f.continuesTrace && h.tracestate !== undefined) delete h.tracestate;
 }
 
 export function headerValue(h: HeaderMap, name: string): string | undefined {

@@ -27,6 +27,8 @@ export interface LocalReplyOptions {
   /** Overrides the mapped gRPC status (timeouts are DEADLINE_EXCEEDED, fault aborts carry their own). */
   grpcStatus?: number;
   headers?: HeaderMap;
+  /** Where the body's bytes are counted (istio_response_bytes, the access log), as for any response. */
+  record?: { responseBytes: number };
 }
 
 /**
@@ -56,5 +58,6 @@ export function sendLocalReply(ds: Downstream, status: number, body: string, opt
   ds.sendHeaders(status, headers, { endStream: false, trailers: false });
   ds.write(buf);
   ds.end();
+  if (opts.record) opts.record.responseBytes += buf.length;
   return undefined;
 }

@@ -455,8 +455,8 @@ export class ForwardedRequest {
 
   private localReply(status: number, text: string, flag: ResponseFlag, grpcStatus?: number): void {
     if (this.done) return;
-    const grpc = sendLocalReply(this.ds, status, text, { grpc: this.req.grpc, grpcStatus });
-    this.finish(status, flag, grpc);
+    const grpc = sendLocalReply(this.ds, status, text, { grpc: this.req.grpc, grpcStatus, record: this.record });
+    this.finish(grpc !== undefined ? 200 : status, flag, grpc);
   }
 
   private finish(status: number, flag?: ResponseFlag, grpcStatus?: string): void {

@@ -37,7 +37,7 @@ export const UPGRADE_RESPONSE_TIMEOUT_MS = 30_000;
 export function forwardUpgrade(deps: RouterDeps, u: UpgradeRequest): void {
   const { ds, record } = u;
   const fail = (status: number, text: string, flag: ResponseFlag) => {
-    sendLocalReply(ds, status, text, { grpc: false });
+    sendLocalReply(ds, status, text, { grpc: false, record });
     record.close(status, flags(u.faultFlag, flag));
   };
   const backend = pickWeighted(u.route.backends, deps.random);
@@ -58,7 +58,7 @@ export function forwardUpgrade(deps: RouterDeps, u: UpgradeRequest): void {
   const answerTimer = setTimeout(() => {
     if (finished) return;
     up.abort();
-    sendLocalReply(ds, 504, 'upstream request timeout', { grpc: false });
+    sendLocalReply(ds, 504, 'upstream request timeout', { grpc: false, record });
     end(504, 'UT');
   }, u.route.timeouts.requestMs ?? UPGRADE_RESPONSE_TIMEOUT_MS);
   const end = (status: number, flag?: ResponseFlag) => {
@@ -117,7 +117,7 @@ export function forwardUpgrade(deps: RouterDeps, u: UpgradeRequest): void {
       const connect = (e as { code?: string }).code === 'ConnectFailed' || (e as { code?: string }).code === 'Denied';
       cluster.report(ep, { connectFailure: connect, status: connect ? undefined : 503 });
       if (finished) return;
-      sendLocalReply(ds, 503, 'upstream connect error or disconnect/reset before headers', { grpc: false });
+      sendLocalReply(ds, 503, 'upstream connect error or disconnect/reset before headers', { grpc: false, record });
       end(503, connect ? 'UF' : 'UC');
     },
   );
