@@ -160,6 +160,9 @@ test('HTTPRoute: no match is 404 NR; header modifiers, rewrite and redirect appl
   assert.match(String(c.headers.location), /\/new$/);
   const recs = await h.telemetry.closed(3);
   assert.ok(recs.some((r) => r.code === 404 && r.flags === 'NR'));
+  // A reply the waypoint makes itself counts its body, as Envoy's bytes sent do.
+  const nr = recs.find((r) => r.code === 404)!;
+  assert.equal(nr.responseBytes, Buffer.byteLength(b.body), 'the 404 body is counted in the response bytes');
 });
 
 test('HTTPRoute: a backendRef to a missing Service gets 500 for its share; a backendRef filter does not reach the mirror', async () => {
