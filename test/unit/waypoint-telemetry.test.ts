@@ -251,12 +251,14 @@ test('gRPC status is a bounded label; non-gRPC requests leave it empty', async (
   assert.equal(await value(registry, 'istio_requests_total', { request_protocol: 'http', grpc_response_status: '', response_code: 'unknown' }), 1);
 });
 
-test('opaque TCP is reported with the TCP metrics, opened when an upstream is chosen', async () => {
+test('opaque TCP is reported with the TCP metrics, opened when the upstream connection is up', async () => {
   const { t, registry, lines } = telemetry();
   const r = t.start(request({ protocol: 'tcp', method: '', path: '', authority: '' }));
   assert.match(r.traceparent, TRACEPARENT);
   r.setDestination(reviewsV2, RV_PRINCIPAL, '10.1.0.7:9080');
   const labels = { reporter: 'waypoint', request_protocol: 'tcp', destination_workload: 'reviews-v2-xyz', source_principal: PP_PRINCIPAL };
+  assert.equal(await value(registry, 'istio_tcp_connections_opened_total', labels), undefined, 'not before the connect succeeded');
+  r.connected?.();
   assert.equal(await value(registry, 'istio_tcp_connections_opened_total', labels), 1);
   assert.equal(await value(registry, 'istio_tcp_connections_closed_total', labels), undefined);
   r.requestBytes = 10;
@@ -273,6 +275,21 @@ test('opaque TCP is reported with the TCP metrics, opened when an upstream is ch
   assert.equal(opened.labels.response_code, undefined);
   assert.equal((await samples(registry, 'istio_requests_total')).length, 0);
   assert.equal(lines.length, 1);
+
+  // A connect that failed after the upstream was chosen: opened and closed in one series, its flags.
+  const uf = t.start(request({ protocol: 'tcp', method: '', path: '', authority: '' }));
+  uf.setDestination(reviewsV2, RV_PRINCIPAL, '10.1.0.7:9080');
+  uf.close(0, 'UF');
+  assert.equal(await value(registry, 'istio_tcp_connections_opened_total', { ...labels, response_flags: 'UF' }), 1);
+  assert.equal(await value(registry, 'istio_tcp_connections_closed_total', { ...labels, response_flags: 'UF' }), 1);
+  assert.equal(await value(registry, 'istio_tcp_connections_opened_total', { ...labels, response_flags: '-' }), 1, 'the "-" series is left balanced');
+  // A connected one that ends with a flag closes in the series it opened in.
+  const idle = t.start(request({ protocol: 'tcp', method: '', path: '', authority: '' }));
+  idle.setDestination(reviewsV2, RV_PRINCIPAL, '10.1.0.7:9080');
+  idle.connected?.();
+  idle.close(0, 'UT');
+  assert.equal(await value(registry, 'istio_tcp_connections_opened_total', { ...labels, response_flags: '-' }), 2);
+  assert.equal(await value(registry, 'istio_tcp_connections_closed_total', { ...labels, response_flags: '-' }), 2);
 
   // Failing before an upstream was chosen still balances opened and closed.
   const failed = t.start(request({ protocol: 'tcp', source: undefined, sourcePrincipal: null }));

@@ -101,13 +101,19 @@ class WaypointRequestRecord implements RequestRecord, RequestOutcome {
     this.destination = workload;
     this.destinationPrincipal = principal;
     this.upstreamAddress = address;
-    // An opaque TCP connection counts as opened once it has an upstream (as the ztunnel
-    // does), so long-lived connections show up before they close.
-    if (this.info.protocol === 'tcp' && !this.tcpOpenCounted) {
-      this.tcpOpenCounted = true;
-      const i = this.info;
-      this.metrics.tcpOpened(this.metrics.sourceLabels(i.source, i.sourcePrincipal), this.metrics.destinationLabels(workload, principal, i.destinationService));
-    }
+  }
+
+  /**
+   * An opaque TCP connection counts as opened once its upstream connection is up (as the ztunnel
+   * does), so long-lived connections show up before they close. One whose connect failed is counted
+   * opened and closed together at close, in the same series (its flags), so opened minus closed
+   * per series never shows a connection that does not exist.
+   */
+  connected(): void {
+    if (this.closed || this.info.protocol !== 'tcp' || this.tcpOpenCounted) return;
+    this.tcpOpenCounted = true;
+    const i = this.info;
+    this.metrics.tcpOpened(this.metrics.sourceLabels(i.source, i.sourcePrincipal), this.metrics.destinationLabels(this.destination, this.destinationPrincipal, i.destinationService));
   }
 
   close(responseCode: number, responseFlags: string, grpcStatus?: string): void {
@@ -123,7 +129,8 @@ class WaypointRequestRecord implements RequestRecord, RequestOutcome {
     if (i.protocol === 'tcp') {
       // Istio reports opaque TCP with the TCP metrics only: counting it in
       // istio_requests_total would skew request rates and success ratios on dashboards.
-      this.metrics.tcpClosed(src, dst, this.responseFlags, this.requestBytes, this.responseBytes, !this.tcpOpenCounted);
+      // Closed in the series it was opened in ('-' once connected), so each series balances.
+      this.metrics.tcpClosed(src, dst, this.tcpOpenCounted ? '-' : this.responseFlags, this.requestBytes, this.responseBytes, !this.tcpOpenCounted);
     } else {
       this.metrics.recordRequest({
         source: src,

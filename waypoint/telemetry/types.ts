@@ -37,6 +37,8 @@ export interface RequestRecord {
   setRoute(route: string): void;
   /** The endpoint chosen (last attempt's), for destination_* labels. */
   setDestination(workload: WorkloadView | undefined, principal: string | null, address?: string): void;
+  /** Opaque TCP: the upstream connection is established (istio_tcp_connections_opened_total counts it now). */
+  connected?(): void;
   /** Records metrics, the access-log line and ends the span. Idempotent: only the first call counts. */
   close(responseCode: number, responseFlags: string, grpcStatus?: string): void;
 }

@@ -56,6 +56,7 @@ export function proxyTcp(o: TcpProxyOptions): void {
   o.connector.connect(ep.target, { timeoutMs: connectTimeoutMs, traceparent: record.traceparent, keepalive: cluster.keepalive }).then(
     (server) => {
       cluster.report(ep, { status: 200 });
+      record.connected?.();
       if (clientGone) {
         server.destroy();
         release();
