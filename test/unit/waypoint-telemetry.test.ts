@@ -53,6 +53,7 @@ function request(over: Partial<RequestInfo> = {}): RequestInfo {
     sourcePrincipal: PP_PRINCIPAL,
     sourceAddress: '10.1.0.1:43210',
     destinationService: REVIEWS,
+    servicePort: 9080,
     protocol: 'http',
     method: 'GET',
     path: '/reviews/1?debug=1',
@@ -205,6 +206,11 @@ test('unknown source and destination are "unknown", without mTLS the policy is "
   assert.equal(s.labels.connection_security_policy, 'none');
   assert.equal(s.labels.response_code, '503');
   assert.equal(s.labels.response_flags, 'UH');
+  // A workload the mesh does not know but whose identity is proven: the namespace comes from its SPIFFE ID.
+  const stranger = t.start(request({ source: undefined, sourcePrincipal: 'spiffe://cluster.local/ns/other/sa/caller' }));
+  stranger.close(200, '-');
+  assert.equal(await value(registry, 'istio_requests_total', { source_principal: 'spiffe://cluster.local/ns/other/sa/caller', source_workload: 'unknown' }), 1);
+  assert.equal(await value(registry, 'istio_requests_total', { source_workload_namespace: 'other' }), 1);
 });
 
 test('requests with the same labels share a series; different codes or flags make new ones', async () => {
@@ -244,10 +250,18 @@ test('gRPC status is a bounded label; non-gRPC requests leave it empty', async (
   bogus.close(200, '-', 'attacker-chosen');
   const none = t.start(request({ protocol: 'grpc' }));
   none.close(200, '-');
+  // No grpc-status: the HTTP status as a gRPC client maps it (503 -> UNAVAILABLE); no response, none.
+  const unavailable = t.start(request({ protocol: 'grpc' }));
+  unavailable.close(503, '-');
+  const gone = t.start(request({ protocol: 'grpc' }));
+  gone.close(0, 'DC');
   const weird = t.start(request());
   weird.close(1234567, '-');
-  assert.equal(await value(registry, 'istio_requests_total', { request_protocol: 'grpc', grpc_response_status: '14' }), 1);
-  assert.equal(await value(registry, 'istio_requests_total', { request_protocol: 'grpc', grpc_response_status: 'unknown' }), 2);
+  assert.equal(await value(registry, 'istio_requests_total', { request_protocol: 'grpc', grpc_response_status: '14', response_code: '200' }), 1);
+  assert.equal(await value(registry, 'istio_requests_total', { request_protocol: 'grpc', grpc_response_status: '14', response_code: '503' }), 1);
+  assert.equal(await value(registry, 'istio_requests_total', { request_protocol: 'grpc', grpc_response_status: 'unknown' }), 1);
+  assert.equal(await value(registry, 'istio_requests_total', { request_protocol: 'grpc', grpc_response_status: '2' }), 1, 'a 200 without grpc-status is UNKNOWN');
+  assert.equal(await value(registry, 'istio_requests_total', { request_protocol: 'grpc', grpc_response_status: '', response_code: '0' }), 1);
   assert.equal(await value(registry, 'istio_requests_total', { request_protocol: 'http', grpc_response_status: '', response_code: 'unknown' }), 1);
 });
 
@@ -455,10 +469,11 @@ test('request-controlled access-log fields are bounded', () => {
 // ---------------------------------------------------------------------------------------------
 // Tracing
 
-test('span name is Envoy-style authority+path without the query, bounded', () => {
-  assert.equal(spanName(request()), 'reviews.bookinfo.svc.cluster.local:9080/reviews/1');
-  assert.equal(spanName(request({ path: '/x#frag' })), 'reviews.bookinfo.svc.cluster.local:9080/x');
-  assert.equal(spanName(request({ path: '/' + 'p'.repeat(1000) })).length, 256);
+test("span name is Istio's route decorator, service host:port/*: neither the caller's Host nor its paths mint names", () => {
+  assert.equal(spanName(request()), 'reviews.bookinfo.svc.cluster.local:9080/*');
+  assert.equal(spanName(request({ path: '/users/12345', authority: 'evil.example' })), 'reviews.bookinfo.svc.cluster.local:9080/*');
+  assert.equal(spanName(request({ servicePort: undefined })), 'reviews.bookinfo.svc.cluster.local/*');
+  assert.equal(spanName(request({ protocol: 'tcp' })), 'tcp reviews.bookinfo.svc.cluster.local');
 });
 
 test('a span continues the caller trace and reaches the OTLP/HTTP endpoint on shutdown', async (t) => {
@@ -491,7 +506,7 @@ test('a span continues the caller trace and reaches the OTLP/HTTP endpoint on sh
   assert.equal(s.parentSpanId, callerSpan);
   assert.equal(s.spanId, m[2]);
   assert.equal(s.kind, 2 /* SPAN_KIND_SERVER */);
-  assert.equal(s.name, 'reviews.bookinfo.svc.cluster.local:9080/reviews/1');
+  assert.equal(s.name, 'reviews.bookinfo.svc.cluster.local:9080/*');
   assert.equal(s.status?.code, 2 /* STATUS_CODE_ERROR */);
   assert.equal(s.attributes['http.method'], 'GET');
   assert.equal(s.attributes['http.status_code'], 503);

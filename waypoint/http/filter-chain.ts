@@ -103,6 +103,7 @@ export class FilterChain {
       sourcePrincipal: t.peerIdentity,
       sourceAddress: t.sourceAddress,
       destinationService: svcMsg ? { name: svcMsg.name, namespace: svcMsg.namespace, hostname: svcMsg.hostname } : { name: 'unknown', namespace: 'unknown', hostname: 'unknown' },
+      servicePort: t.port,
       protocol: grpc ? 'grpc' : 'http',
       method: ds.method,
       path: ds.rawPath,

@@ -1,3 +1,4 @@
+import { grpcStatusForHttp } from '../http/local-reply';
 import type { Metric, Registry, RegistryContentType } from 'prom-client';
 import type { WorkloadView } from '../../lib/mesh/snapshot';
 // The ztunnel's TCP label set, so waypoint- and ztunnel-reported TCP series line up.
@@ -138,8 +139,13 @@ interface Sample {
 const NO_WORKLOAD: object = Object.freeze({});
 
 /** gRPC status codes are 0..16; anything else from a (possibly hostile) upstream is "unknown". */
-function grpcLabel(protocol: RequestProtocol, status: string | undefined): string {
-  if (status === undefined || status === '') return protocol === 'grpc' ? UNKNOWN : '';
+function grpcLabel(protocol: RequestProtocol, status: string | undefined, responseCode: number): string {
+  if (status === undefined || status === '') {
+    if (protocol !== 'grpc') return '';
+    // No grpc-status: what a gRPC client makes of the HTTP status (as Envoy's getGrpcStatus falls
+    // back to it); nothing at all when no response came back.
+    return responseCode === 0 ? '' : String(grpcStatusForHttp(responseCode));
+  }
   const n = Number(status);
   return Number.isInteger(n) && n >= 0 && n <= 16 ? String(n) : UNKNOWN;
 }
@@ -176,7 +182,8 @@ class MetricStore {
       const m = view?.msg;
       const values = {
         source_workload: m?.name || UNKNOWN,
-        source_workload_namespace: m?.namespace || UNKNOWN,
+        // An unknown workload with a proven identity: its namespace is in the SPIFFE ID, as Istio reads it.
+        source_workload_namespace: m?.namespace || spiffeNamespace(principal) || UNKNOWN,
         source_principal: principal || UNKNOWN,
         source_app: m?.canonicalName || UNKNOWN,
         source_version: m?.canonicalRevision || UNKNOWN,
@@ -394,7 +401,7 @@ export class WaypointMetrics {
 
   /** istio_requests_total, istio_request_duration_milliseconds, istio_request_bytes, istio_response_bytes. */
   recordRequest(o: RequestObservation): void {
-    const s = this.store.requestSeriesFor(o.source, o.destination, o.protocol, codeLabel(o.responseCode), grpcLabel(o.protocol, o.grpcStatus), o.responseFlags || '-');
+    const s = this.store.requestSeriesFor(o.source, o.destination, o.protocol, codeLabel(o.responseCode), grpcLabel(o.protocol, o.grpcStatus, o.responseCode), o.responseFlags || '-');
     s.requests++;
     s.duration.observe(sanitizeAmount(o.durationMs));
     s.requestBytes.observe(sanitizeAmount(o.requestBytes));
@@ -417,4 +424,11 @@ export class WaypointMetrics {
     s.received += sanitizeAmount(received);
     s.sent += sanitizeAmount(sent);
   }
+}
+
+/** "ns" of "spiffe://td/ns/<ns>/sa/<sa>" (or without the scheme), undefined otherwise. */
+function spiffeNamespace(principal: string | null): string | undefined {
+  if (!principal) return undefined;
+  const m = /(?:^|\/)ns\/([a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?)\/sa\//.exec(principal);
+  return m ? m[1] : undefined;
 }

@@ -51,11 +51,18 @@ export interface RequestTrace {
 /** Envoy truncates its operation names; request-controlled text must not make spans huge. */
 const MAX_SPAN_NAME = 256;
 
-/** Envoy's span name for an HTTP request: "<authority><path>", query string dropped. */
+/** UNKNOWN, DEADLINE_EXCEEDED, RESOURCE_EXHAUSTED, UNIMPLEMENTED, INTERNAL, UNAVAILABLE, DATA_LOSS. */
+const GRPC_ERROR_STATUSES = new Set(['2', '4', '8', '12', '13', '14', '15']);
+
+/**
+ * The span's operation name, as Istio's route decorator sets it: "<service host>:<port>/*". Built
+ * from configuration only, so neither the caller's Host nor its paths can mint operation names in
+ * the trace backend (the path is in the span's attributes).
+ */
 export function spanName(info: RequestInfo): string {
-  if (info.protocol === 'tcp') return `tcp ${info.destinationService.hostname}`;
-  const q = info.path.search(/[?#]/);
-  const name = info.authority + (q < 0 ? info.path : info.path.slice(0, q));
+  const host = info.destinationService.hostname;
+  if (info.protocol === 'tcp') return `tcp ${host}`;
+  const name = info.servicePort !== undefined ? `${host}:${info.servicePort}/*` : `${host}/*`;
   return name.length > MAX_SPAN_NAME ? name.slice(0, MAX_SPAN_NAME) : name;
 }
 
@@ -150,8 +157,9 @@ export class WaypointTracing {
       'upstream.namespace': o.destination?.msg.namespace,
       'upstream.principal': o.destinationPrincipal ?? undefined,
     };
-    // Envoy marks 5xx (and no response at all) as errors; 4xx are the client's business.
-    if (o.responseCode >= 500 || o.responseCode === 0) {
+    // Envoy marks 5xx (and no response at all) as errors; 4xx are the client's business. gRPC
+    // errors travel in HTTP 200s: the server-side failure statuses count too, as Envoy tags them.
+    if (o.responseCode >= 500 || o.responseCode === 0 || GRPC_ERROR_STATUSES.has(o.grpcStatus ?? '')) {
       attrs.error = true;
       span.setStatus({ code: SpanStatusCode.ERROR });
     }

@@ -13,6 +13,8 @@ export interface RequestInfo {
   sourceAddress: string;
   /** The service the request was addressed to. */
   destinationService: { name: string; namespace: string; hostname: string };
+  /** The service port the tunnel named (the span's operation name carries it, as Istio's route decorator does). */
+  servicePort?: number;
   /** 'http' | 'grpc' | 'tcp' (opaque bytes); the metrics' request_protocol. */
   protocol: 'http' | 'grpc' | 'tcp';
   method: string;
