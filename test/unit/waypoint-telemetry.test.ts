@@ -476,6 +476,21 @@ test("span name is Istio's route decorator, service host:port/*: neither the cal
   assert.equal(spanName(request({ protocol: 'tcp' })), 'tcp reviews.bookinfo.svc.cluster.local');
 });
 
+test('a gRPC failure status in an HTTP 200 marks the span as an error; a client-side status does not', async (t) => {
+  const receiver = await startOtlpReceiver();
+  t.after(() => receiver.close());
+  const { t: tel } = telemetry({ otlpEndpoint: receiver.url });
+  for (const status of ['13', '5', '0']) {
+    const r = tel.start(request({ protocol: 'grpc', traceparent: '00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01' }));
+    r.close(200, '-', status);
+  }
+  await tel.shutdown();
+  const byStatus = new Map(receiver.spans.map((s) => [String(s.attributes['grpc.status_code']), s.status?.code ?? 0]));
+  assert.equal(byStatus.get('13'), 2 /* ERROR: INTERNAL */);
+  assert.notEqual(byStatus.get('5'), 2, 'NOT_FOUND is the caller\'s business, like a 404');
+  assert.notEqual(byStatus.get('0'), 2);
+});
+
 test('a span continues the caller trace and reaches the OTLP/HTTP endpoint on shutdown', async (t) => {
   const receiver = await startOtlpReceiver();
   t.after(() => receiver.close());
