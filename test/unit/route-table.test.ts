@@ -599,6 +599,10 @@ test("Istio's default retry policy applies where a route configures none; a retr
   );
   assert.deepEqual(v.match(req('/plain'))?.retry, ISTIO_DEFAULT, 'VirtualService route without retries');
   assert.equal(v.match(req('/no-attempts'))?.retry, undefined, 'retries without attempts: off, as in Istio');
+  const b = compileRouteTable(
+    config({ virtualServices: [vs('reviews', [{ route: [{ destination: { host: 'reviews' } }], retries: { attempts: 3, backoff: '250ms', retryIgnorePreviousHosts: false } }])] }),
+  );
+  assert.deepEqual(b.match(req('/'))?.retry, { attempts: 3, perTryTimeoutMs: undefined, retryOn: ISTIO_DEFAULT.retryOn, codes: [503], backoffBaseMs: 250, retryPreviousHosts: true });
 });
 
 test('a VirtualService with no http routes leaves the default route in place', () => {

@@ -128,6 +128,8 @@ export interface RetryPolicy {
   retryOn: readonly string[];
   codes: readonly number[];
   backoffBaseMs?: number;
+  /** Retries may go back to endpoints this request already tried (Istio retryIgnorePreviousHosts: false). */
+  retryPreviousHosts?: boolean;
 }
 
 export interface FaultPolicy {
@@ -671,7 +673,14 @@ function vsRetry(r: VSHTTPRoute['retries']): RetryPolicy | undefined {
     // Istio turns bare status codes into retriable-status-codes; without it the codes would be ignored.
     if (codes.length > 0 && !retryOn.includes('retriable-status-codes')) retryOn.push('retriable-status-codes');
   }
-  return { attempts, perTryTimeoutMs: timeoutMs(r.perTryTimeout), retryOn, codes };
+  return {
+    attempts,
+    perTryTimeoutMs: timeoutMs(r.perTryTimeout),
+    retryOn,
+    codes,
+    ...(r.backoff !== undefined ? { backoffBaseMs: parseDurationMs(r.backoff) } : {}),
+    ...(r.retryIgnorePreviousHosts === false ? { retryPreviousHosts: true } : {}),
+  };
 }
 
 function vsFault(f: VSHTTPRoute['fault']): FaultPolicy | undefined {

@@ -160,7 +160,7 @@ export class ForwardedRequest {
         this.localReply(503, 'upstream connect error or disconnect/reset before headers. reset reason: overflow', 'UO');
         return;
       }
-      tried.add(ep.id);
+      if (this.route.retry?.retryPreviousHosts !== true) tried.add(ep.id);
       this.record.setDestination(ep.target.workload, ep.target.workload.identity, `${ep.address}:${ep.target.port}`);
       // The endpoint counts as busy (LEAST_REQUEST) until its response has been carried whole, not
       // only until its headers: a long body or a server stream is load on it, as Envoy counts it.

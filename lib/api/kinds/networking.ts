@@ -367,6 +367,10 @@ const retries = z.strictObject(
       })
       .optional(),
     retryRemoteLocalities: bool().optional(),
+    // Istio: false lets a retry go back to an endpoint that already failed this request (default true).
+    retryIgnorePreviousHosts: bool().optional(),
+    /** Istio: the base interval of the exponential backoff between retries (Envoy's default 25ms). */
+    backoff: positiveDuration.optional(),
   },
   expected('a mapping'),
 );
