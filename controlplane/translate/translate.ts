@@ -506,6 +506,15 @@ function hostMatches(host: string, ns: string, svcName: string, svcNs: string, c
   return false;
 }
 
+/**
+ * Istio's exportTo: a rule is visible to the namespaces it names, "." being its own and "*" every
+ * one (the default). The waypoint applies a DestinationRule as a client in its own namespace.
+ */
+function exportedTo(exportTo: string[] | undefined, ruleNs: string, consumerNs: string): boolean {
+  if (exportTo === undefined || exportTo.length === 0) return true;
+  return exportTo.some((e) => e === '*' || e === consumerNs || (e === '.' && ruleNs === consumerNs));
+}
+
 function targets(s: { targetRef?: TargetRef; targetRefs?: TargetRef[] }): TargetRef[] {
   return [...(s.targetRef ? [s.targetRef] : []), ...(s.targetRefs ?? [])];
 }
@@ -544,6 +553,7 @@ function waypointServiceConfig(
       .map(brief),
     destinationRules: model.destinationRules
       .filter((dr) => hostMatches(spec<{ host: string }>(dr).host, dr.metadata.namespace!, svcName, svcNs, opts.clusterDomain))
+      .filter((dr) => exportedTo(spec<{ exportTo?: string[] }>(dr).exportTo, dr.metadata.namespace!, gwNs))
       .map(brief),
     authorizationPolicies: model.authorizationPolicies.filter(targeted).map(brief),
     requestAuthentications: model.requestAuthentications.filter(targeted).map(brief),

@@ -132,12 +132,17 @@ test('translate: waypoints get the L7 config of services bound to them, and ztun
   const gw = r({ apiVersion: 'gateway.networking.k8s.io/v1', kind: 'Gateway', metadata: { name: 'wp', namespace: 'a' }, spec: { gatewayClassName: 'istio-waypoint', listeners: [{ name: 'mesh', port: 15008, protocol: 'HBONE' }] } });
   const route = r({ apiVersion: 'gateway.networking.k8s.io/v1', kind: 'HTTPRoute', metadata: { name: 'web', namespace: 'a' }, spec: { parentRefs: [{ group: '', kind: 'Service', name: 'web' }], rules: [{ backendRefs: [{ name: 'web', port: 80 }] }] } });
   const other = r({ apiVersion: 'gateway.networking.k8s.io/v1', kind: 'HTTPRoute', metadata: { name: 'api', namespace: 'a' }, spec: { parentRefs: [{ group: '', kind: 'Service', name: 'api' }], rules: [{ backendRefs: [{ name: 'api', port: 80 }] }] } });
+  // A consumer route from another namespace, and DestinationRules exported or not to the waypoint's namespace.
+  const hijack = r({ apiVersion: 'gateway.networking.k8s.io/v1', kind: 'HTTPRoute', metadata: { name: 'hijack', namespace: 'evil' }, spec: { parentRefs: [{ group: '', kind: 'Service', name: 'web', namespace: 'a' }], rules: [{ backendRefs: [{ name: 'sink', port: 80 }] }] } });
+  const drOf = (namespace: string, name: string, exportTo?: string[]) =>
+    r({ apiVersion: 'networking.istio.io/v1', kind: 'DestinationRule', metadata: { name, namespace }, spec: { host: 'web.a.svc.cluster.local', ...(exportTo ? { exportTo } : {}) } });
   const m = model({
     namespaces: [nsr('a', { 'istio.io/use-waypoint': 'wp' })],
     gateways: [gw],
     workloads: [wl('wp-pod', 'a', 'n1', '10.0.0.9', { 'gateway.networking.k8s.io/gateway-name': 'wp' }, 'wp'), wl('web-1', 'a', 'n1', '10.0.0.1', { app: 'web' })],
     services: [svc('web', 'a', { app: 'web' }), svc('api', 'a', { app: 'api' }, { 'istio.io/use-waypoint': 'none' })],
-    httpRoutes: [route, other],
+    httpRoutes: [route, other, hijack],
+    destinationRules: [drOf('a', 'own'), drOf('x', 'private', ['.']), drOf('y', 'to-a', ['a']), drOf('z', 'public')],
   });
   const s = translate(m, DEFAULT_TRANSLATE_OPTIONS);
   const web = decode<ServiceMsg>(s.services, 'svc/a/web');
@@ -146,7 +151,8 @@ test('translate: waypoints get the L7 config of services bound to them, and ztun
   assert.equal(decode<ServiceMsg>(s.services, 'svc/a/api').waypoint, null, 'use-waypoint: none opts a service out');
   const forWp = resourcesFor(s, { type: 'waypoint', namespace: 'a', name: 'wp' });
   const cfg = decode<WaypointServiceConfig>(forWp as never, 'l7/a/web');
-  assert.deepEqual(cfg.httpRoutes.map((h) => h.name), ['web']);
+  assert.deepEqual(cfg.httpRoutes.map((h) => h.name), ['web'], 'a route from another namespace does not reach the waypoint');
+  assert.deepEqual(cfg.destinationRules.map((d) => `${d.namespace}/${d.name}`).sort(), ['a/own', 'y/to-a', 'z/public'], 'exportTo "." keeps a rule in its namespace');
   assert.equal(forWp.has('l7/a/api'), false);
   assert.equal(resourcesFor(s, { type: 'ztunnel', node: 'n1' }).has('l7/a/web'), false, 'ztunnels do not receive L7 config');
 });

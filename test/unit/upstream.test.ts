@@ -489,3 +489,28 @@ for (const uc of unlimitedCases) {
 // Keeps the settings type in use so a schema change that drops a field breaks this file's build.
 const _od: OutlierDetectionSettings = { consecutive5xxErrors: 5, interval: '10s', baseEjectionTime: '30s', maxEjectionPercent: 10, minHealthPercent: 0 };
 void _od;
+
+test('DestinationRules for one host merge as in Istio: all subsets, the first traffic policy; the service namespace first', async () => {
+  const { DestinationRuleIndex } = await import('../../waypoint/upstream/cluster');
+  const dr = (namespace: string, name: string, spec: object) => ({ namespace, name, spec: { host: 'ratings', ...spec } });
+  const idx = new DestinationRuleIndex(
+    [
+      dr('shop', 'a-policy', { trafficPolicy: { loadBalancer: { simple: 'RANDOM' } } }),
+      dr('shop', 'b-subsets', { subsets: [{ name: 'v1', labels: { version: 'v1' } }], trafficPolicy: { loadBalancer: { simple: 'ROUND_ROBIN' } } }),
+      dr('shop', 'c-more', { subsets: [{ name: 'v1', labels: { version: 'other' } }, { name: 'v2', labels: { version: 'v2' } }] }),
+    ],
+    'cluster.local',
+  );
+  const m = idx.find('ratings.shop.svc.cluster.local');
+  assert.deepEqual(m?.subsets?.map((s) => [s.name, s.labels]), [['v1', { version: 'v1' }], ['v2', { version: 'v2' }]]);
+  assert.deepEqual(m?.trafficPolicy, { loadBalancer: { simple: 'RANDOM' } });
+  // A rule for shop's service written in another namespace comes after shop's own, whatever the names.
+  const other = new DestinationRuleIndex(
+    [
+      { namespace: 'aaa', name: 'x', spec: { host: 'ratings.shop.svc.cluster.local', trafficPolicy: { loadBalancer: { simple: 'RANDOM' } } } },
+      dr('shop', 'z', { trafficPolicy: { loadBalancer: { simple: 'ROUND_ROBIN' } } }),
+    ],
+    'cluster.local',
+  );
+  assert.deepEqual(other.find('ratings.shop.svc.cluster.local')?.trafficPolicy, { loadBalancer: { simple: 'ROUND_ROBIN' } });
+});

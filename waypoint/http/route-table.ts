@@ -630,11 +630,16 @@ class Subsets {
   private readonly rules: Array<{ hostname: string; wildcard: boolean; spec: DestinationRuleSpec }>;
 
   constructor(cfg: WaypointServiceConfig, private readonly hosts: Hosts) {
-    this.rules = [...cfg.destinationRules].sort(byName).map((dr) => {
-      const spec = dr.spec as DestinationRuleSpec;
-      const wildcard = spec.host.startsWith('*');
-      return { hostname: wildcard ? spec.host : hosts.resolve(spec.host, dr.namespace).hostname, wildcard, spec };
-    });
+    // The same order as the cluster's DestinationRuleIndex: a rule in its service's namespace first, then by name.
+    this.rules = [...cfg.destinationRules]
+      .map((dr) => {
+        const spec = dr.spec as DestinationRuleSpec;
+        const wildcard = spec.host.startsWith('*');
+        const r = wildcard ? null : hosts.resolve(spec.host, dr.namespace);
+        return { dr, hostname: r ? r.hostname : spec.host, wildcard, spec, own: r !== null && r.namespace === dr.namespace ? 1 : 0 };
+      })
+      .sort((a, b) => b.own - a.own || byName(a.dr, b.dr))
+      .map(({ hostname, wildcard, spec }) => ({ hostname, wildcard, spec }));
   }
 
   /** An exact host beats a wildcard, as in Istio; null when nothing defines the subset. */

@@ -71,14 +71,24 @@ export class DestinationRuleIndex {
   private readonly wildcard: Array<{ suffix: string; spec: DestinationRuleSpec }> = [];
 
   constructor(rules: ReadonlyArray<{ namespace: string; name: string; spec: unknown }>, clusterDomain: string) {
-    // Sorted by name so that duplicates resolve the same way on every waypoint replica.
-    const sorted = [...rules].sort((a, b) => `${a.namespace}/${a.name}`.localeCompare(`${b.namespace}/${b.name}`));
+    // A rule in its service's own namespace first (Istio looks there before other namespaces), then
+    // by name, so duplicates resolve the same way on every waypoint replica.
+    const own = (r: { namespace: string; spec: unknown }) => {
+      const host = resolveHost((r.spec as DestinationRuleSpec).host, r.namespace, clusterDomain);
+      return host.split('.')[1] === r.namespace ? 1 : 0;
+    };
+    const sorted = [...rules].sort((a, b) => own(b) - own(a) || `${a.namespace}/${a.name}`.localeCompare(`${b.namespace}/${b.name}`));
     for (const r of sorted) {
       const spec = r.spec as DestinationRuleSpec;
-      if (spec.host.startsWith('*')) this.wildcard.push({ suffix: spec.host.slice(1), spec });
-      else {
+      if (spec.host.startsWith('*')) {
+        const suffix = spec.host.slice(1);
+        const i = this.wildcard.findIndex((w) => w.suffix === suffix);
+        if (i < 0) this.wildcard.push({ suffix, spec });
+        else this.wildcard[i] = { suffix, spec: mergeRules(this.wildcard[i].spec, spec) };
+      } else {
         const host = resolveHost(spec.host, r.namespace, clusterDomain);
-        if (!this.exact.has(host)) this.exact.set(host, spec);
+        const prev = this.exact.get(host);
+        this.exact.set(host, prev ? mergeRules(prev, spec) : spec);
       }
     }
     this.wildcard.sort((a, b) => b.suffix.length - a.suffix.length);
@@ -87,6 +97,18 @@ export class DestinationRuleIndex {
   find(hostname: string): DestinationRuleSpec | undefined {
     return this.exact.get(hostname) ?? this.wildcard.find((w) => hostname.endsWith(w.suffix))?.spec;
   }
+}
+
+/**
+ * Several DestinationRules for one host are merged as Istio merges them: the subsets of all (the
+ * first by name wins a repeated subset name), and the top-level traffic policy of the first rule
+ * that has one. Keeping only one rule would leave subsets the routes name undefined here.
+ */
+function mergeRules(first: DestinationRuleSpec, next: DestinationRuleSpec): DestinationRuleSpec {
+  const subsets = [...(first.subsets ?? [])];
+  for (const s of next.subsets ?? []) if (!subsets.some((x) => x.name === s.name)) subsets.push(s);
+  const trafficPolicy = first.trafficPolicy ?? next.trafficPolicy;
+  return { ...first, ...(subsets.length > 0 ? { subsets } : {}), ...(trafficPolicy !== undefined ? { trafficPolicy } : {}) };
 }
 
 export function resolveHost(host: string, ns: string, domain: string): string {
