@@ -345,7 +345,7 @@ test('RequestMirror streams bodies of any size to the mirror; a mirror that stop
     const r = await h1Request(webPort, { method: 'POST', path: '/m', body: big, headers: { host: 'web' } });
     assert.equal(r.status, 200);
     assert.equal(r.headers['x-body-length'], String(big.length));
-    for (let i = 0; i < 100 && shadowSeen.length === 0; i++) await sleep(20);
+    for (let i = 0; i < 250 && shadowSeen.length === 0; i++) await sleep(20);
     assert.equal(shadowSeen.length, 1);
     assert.equal(shadowSeen[0].body.length, big.length, 'the mirror got the whole body');
     assert.equal(shadowSeen[0].body, big);
@@ -376,7 +376,7 @@ test('RequestMirror streams bodies of any size to the mirror; a mirror that stop
       assert.equal(r2.headers['x-body-length'], String(huge.length));
       assert.ok(Date.now() - started < 10_000, `took ${Date.now() - started} ms`);
       for (const sock of stalledSocks) sock.resume();
-      for (let i = 0; i < 150 && !stalledClosed; i++) await sleep(20);
+      for (let i = 0; i < 250 && !stalledClosed; i++) await sleep(20);
       assert.ok(stalledClosed, 'the mirror that fell behind was aborted');
       assert.ok(stalledBytes < huge.length, `the mirror got ${stalledBytes} of ${huge.length} bytes`);
     } finally {
