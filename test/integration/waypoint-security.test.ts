@@ -177,6 +177,7 @@ test('request smuggling attempts get 400 and the connection is closed', async ()
   assert.deepEqual(apply({}), []);
   const port = await h.tunnel({ authority: '10.96.1.1:80' });
   seenPaths.length = 0;
+  const recordsBefore = h.telemetry.records.length;
   const attacks = [
     'POST /a HTTP/1.1\r\nHost: api\r\nContent-Length: 6\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\nGET /smuggled HTTP/1.1\r\nHost: api\r\n\r\n',
     'POST /a HTTP/1.1\r\nHost: api\r\nContent-Length: 5\r\nContent-Length: 40\r\n\r\nhelloGET /smuggled HTTP/1.1\r\nHost: api\r\n\r\n',
@@ -191,6 +192,9 @@ test('request smuggling attempts get 400 and the connection is closed', async ()
     assert.ok(r.closed, 'connection closed');
   }
   assert.ok(!seenPaths.includes('/smuggled'), 'nothing smuggled reached the backend');
+  // Each refusal is counted and logged (400 DPE), so an attack shows on dashboards.
+  const recs = h.telemetry.records.slice(recordsBefore);
+  assert.equal(recs.filter((r) => r.code === 400 && r.flags === 'DPE').length, attacks.length, JSON.stringify(recs.map((r) => [r.code, r.flags])));
 });
 
 test('too many or too large headers are refused', async () => {

@@ -121,6 +121,10 @@ export class ConnectionManager implements Http1ServerHost {
     this.fastConns.delete(conn);
   }
 
+  rejected(tunnel: TunnelInfo, status: number, bodyBytes: number): void {
+    this.chain.rejected(tunnel, status, bodyBytes);
+  }
+
   isDraining(): boolean {
     return this.draining;
   }
@@ -272,6 +276,7 @@ export class ConnectionManager implements Http1ServerHost {
       const body = reasonPhrase(status);
       socket.end(`HTTP/1.1 ${status} ${body}\r\ncontent-type: text/plain\r\ncontent-length: ${body.length}\r\nconnection: close\r\n\r\n${body}`);
       setTimeout(() => socket.destroy(), 1000).unref();
+      if (conn) this.chain.rejected(conn.tunnel, status, body.length);
     } else {
       socket.destroy();
     }

@@ -73,6 +73,29 @@ export class FilterChain {
     this.run(ds, tunnel, head).catch((e: unknown) => this.internalError(ds, e));
   }
 
+  /**
+   * A request refused before it could be parsed (bad framing, an oversized head, the header
+   * timeout): counted and logged like any other request, so smuggling attempts and broken clients
+   * show up in istio_requests_total and the access log (flag DPE for codec errors, as Envoy sets it).
+   */
+  rejected(t: TunnelInfo, status: number, bodyBytes: number): void {
+    const d = this.deps;
+    const svcMsg = d.service(t.serviceKey)?.cfg.service;
+    const record = d.telemetry.start({
+      source: sourceWorkload(d.mesh(), t),
+      sourcePrincipal: t.peerIdentity,
+      sourceAddress: t.sourceAddress,
+      destinationService: svcMsg ? { name: svcMsg.name, namespace: svcMsg.namespace, hostname: svcMsg.hostname } : { name: 'unknown', namespace: 'unknown', hostname: 'unknown' },
+      servicePort: t.port,
+      protocol: 'http',
+      method: '',
+      path: '',
+      authority: '',
+    });
+    record.responseBytes = bodyBytes;
+    record.close(status, status === 408 ? '-' : 'DPE');
+  }
+
   private internalError(ds: Downstream, e: unknown): void {
     this.deps.log.error({ err: e }, 'waypoint request failed unexpectedly');
     try {

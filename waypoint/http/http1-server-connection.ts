@@ -30,6 +30,8 @@ export interface Http1ServerHost {
   isDraining(): boolean;
   /** The connection is gone (closed, or handed to the fallback). */
   released(conn: Http1ServerConnection): void;
+  /** A request answered before it could be parsed (here: the header timeout), for telemetry. */
+  rejected(tunnel: TunnelInfo, status: number, bodyBytes: number): void;
 }
 
 /** The request body as a stream; reading from it lets the connection read on. */
@@ -473,6 +475,7 @@ export class Http1ServerConnection {
       this.ending = true;
       const body = reasonPhrase(408);
       this.stream.write(Buffer.from(`HTTP/1.1 408 ${body}\r\ncontent-type: text/plain\r\ncontent-length: ${body.length}\r\nconnection: close\r\n\r\n${body}`, 'latin1'));
+      this.host.rejected(this.tunnel, 408, body.length);
       this.close();
       return;
     }
