@@ -267,7 +267,7 @@ function rapidReset(): void {
 
 /** A minimal OTLP/HTTP JSON trace receiver: POST /v1/traces stores spans, GET /spans lists {traceId, parentSpanId, name}. */
 function otlp(): void {
-  const spans: Array<{ traceId: string; spanId: string; parentSpanId?: string; name: string }> = [];
+  const spans: Array<{ traceId: string; spanId: string; parentSpanId?: string; name: string; url?: string }> = [];
   http.createServer((req, res) => {
     if (req.method === 'GET' && req.url === '/spans') {
       res.setHeader('content-type', 'application/json');
@@ -277,8 +277,16 @@ function otlp(): void {
     req.on('data', (d: Buffer) => chunks.push(d));
     req.on('end', () => {
       try {
-        const body = JSON.parse(Buffer.concat(chunks).toString('utf8')) as { resourceSpans?: Array<{ scopeSpans?: Array<{ spans?: Array<{ traceId: string; spanId: string; parentSpanId?: string; name: string }> }> }> };
-        for (const rs of body.resourceSpans ?? []) for (const ss of rs.scopeSpans ?? []) for (const sp of ss.spans ?? []) spans.push({ traceId: sp.traceId, spanId: sp.spanId, parentSpanId: sp.parentSpanId, name: sp.name });
+        type Attr = { key: string; value?: { stringValue?: string } };
+        const body = JSON.parse(Buffer.concat(chunks).toString('utf8')) as { resourceSpans?: Array<{ scopeSpans?: Array<{ spans?: Array<{ traceId: string; spanId: string; parentSpanId?: string; name: string; attributes?: Attr[] }> }> }> };
+        for (const rs of body.resourceSpans ?? []) {
+          for (const ss of rs.scopeSpans ?? []) {
+            for (const sp of ss.spans ?? []) {
+              const url = sp.attributes?.find((a) => a.key === 'http.url')?.value?.stringValue;
+              spans.push({ traceId: sp.traceId, spanId: sp.spanId, parentSpanId: sp.parentSpanId, name: sp.name, ...(url !== undefined ? { url } : {}) });
+            }
+          }
+        }
         res.setHeader('content-type', 'application/json');
         res.end('{}');
       } catch {

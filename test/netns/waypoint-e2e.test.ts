@@ -451,12 +451,14 @@ spec:
       const spans = await eventually('the span at the collector', 90_000, async () => {
         await load('client', 'http://echo/traced', 1, ['--header', `traceparent: 00-${traceId}-${parent}-01`]);
         const got = await podExec({ ...co, name: 'otel', namespace: 'default', command: [node, '-e', "fetch('http://127.0.0.1:4318/spans').then(r=>r.text()).then(t=>process.stdout.write(t))"], timeoutMs: 20_000 });
-        const list = JSON.parse(got.stdout || '[]') as Array<{ traceId: string; parentSpanId?: string; name: string }>;
+        const list = JSON.parse(got.stdout || '[]') as Array<{ traceId: string; parentSpanId?: string; name: string; url?: string }>;
         const mine = list.filter((x) => x.traceId === traceId);
         return mine.length > 0 ? mine : undefined;
       });
       assert.equal(spans[0].parentSpanId, parent);
-      assert.match(spans[0].name, /traced/);
+      // Named as Istio's route decorator names it; the request's path is in the span's http.url.
+      assert.equal(spans[0].name, 'echo.shop.svc.cluster.local:80/*');
+      assert.match(spans[0].url ?? '', /\/traced/);
     });
   } finally {
     admin?.close();
