@@ -340,3 +340,45 @@ test('LEAST_REQUEST counts a request as load until its response body ends, not o
     for (const b of backends) await b.close();
   }
 });
+
+test('consistentHash.httpCookie with a ttl generates the cookie for a new client, who then sticks to one endpoint', async () => {
+  const h = await startHarness();
+  const names = ['ratings-a', 'ratings-b', 'ratings-c', 'ratings-d'];
+  const backends: Backend[] = [];
+  try {
+    for (const name of names) {
+      backends.push(await startBackend(name, (req, res) => {
+        req.resume();
+        req.on('end', () => {
+          res.setHeader('x-served-by', name);
+          res.setHeader('set-cookie', 'app=1');
+          res.end('ok');
+        });
+      }));
+      h.connector.ports.set(name, backends[backends.length - 1].port);
+    }
+    const mesh = buildSnapshot([svc], names.map((name, i) => ({ name, ip: `10.0.7.${20 + i}`, services: { [host]: [{ servicePort: 8080, targetPort: 8080 }] } })));
+    const dr = obj(ISTIO, 'DestinationRule', 'ratings', { host: 'ratings', trafficPolicy: { loadBalancer: { consistentHash: { httpCookie: { name: 'sticky', path: '/app', ttl: '60s' } } } } });
+    assert.deepEqual(h.engine.update(mesh, new Map([['l7/shop/ratings', serviceConfig(svc, { destinationRules: [dr] })]])), []);
+    const port = await h.tunnel({ authority: `${svc.vip}:8080` });
+    for (let client = 0; client < 3; client++) {
+      const first = await h1Request(port);
+      const cookies = ([] as string[]).concat(first.headers['set-cookie'] ?? []);
+      assert.ok(cookies.includes('app=1'), 'the endpoint\'s own cookie is kept');
+      const generated = cookies.find((c) => c.startsWith('sticky='));
+      assert.ok(generated, `a cookie is generated: ${JSON.stringify(cookies)}`);
+      assert.match(generated, /^sticky="[0-9a-f]{16}"; Max-Age=60; Path=\/app; HttpOnly$/);
+      const cookie = generated.split(';')[0];
+      const served = new Set<string>([String(first.headers['x-served-by'])]);
+      for (let i = 0; i < 8; i++) {
+        const r = await h1Request(port, { headers: { cookie } });
+        served.add(String(r.headers['x-served-by']));
+        assert.deepEqual(([] as string[]).concat(r.headers['set-cookie'] ?? []), ['app=1'], 'no new cookie once the caller sends one');
+      }
+      assert.equal(served.size, 1, `one endpoint for the cookie ${cookie}: ${[...served].join(',')}`);
+    }
+  } finally {
+    await h.close();
+    for (const b of backends) await b.close();
+  }
+});

@@ -3,16 +3,18 @@
  * an endpoint: backend choice by weight, cluster and endpoint choice, per-try and overall
  * timeouts, retries within the retry budget, mirrors, and the response streamed back.
  */
+import { randomBytes } from 'node:crypto';
 import type { Readable } from 'node:stream';
 import type { Logger } from '../../lib/telemetry/log';
 import type { RequestRecord } from '../telemetry/types';
 import type { Cluster, ClusterEndpoint, ClusterManager } from '../upstream/cluster';
 import { UpstreamError, type UpstreamExchange, type UpstreamRequestHead, type UpstreamResponse } from '../upstream/exchange';
 import { backoffMs, shouldRetry, type AttemptOutcome, type RetryBudget, type RetryConditions } from '../upstream/retry-policy';
+import { cookieValue } from '../upstream/load-balancer';
 import { pickWeighted, type RandomSource } from '../upstream/weighted-pick';
 import type { Downstream } from './downstream';
 import { applyHeaderMutation } from './filters/header-mutation';
-import { isGrpcContentType, stripHopByHop } from './headers';
+import { headerValue, isGrpcContentType, stripHopByHop } from './headers';
 import { sendLocalReply } from './local-reply';
 import { MirrorRequest } from './mirror-request';
 import { RequestBody } from './request-body';
@@ -79,6 +81,8 @@ export class ForwardedRequest {
   private done = false;
   private timedOut = false;
   private budgetStarted = false;
+  /** Set when a sticky-cookie policy applies and the caller sent no cookie: the value generated for it. */
+  private generatedCookie: string | undefined = undefined;
   /** Response flags earned so far, comma-joined as Envoy prints them; '' for none. */
   private flags = '';
   private status = 0;
@@ -144,13 +148,15 @@ export class ForwardedRequest {
   private async run(cluster: Cluster): Promise<void> {
     const conds = this.retryConditions();
     const maxRetries = this.route.retry?.attempts ?? 0;
+    const sticky = cluster.stickyCookie;
+    if (sticky && cookieValue(headerValue(this.head.headers, 'cookie'), sticky.name) === undefined) this.generatedCookie = randomBytes(8).toString('hex');
     const tried = new Set<string>();
     let retries = 0;
     let transparentRetryUsed = false;
     const protocol = cluster.protocolFor(this.ds.protocol);
     for (;;) {
       if (this.done) return;
-      const ep = cluster.pick({ headers: this.head.headers, sourceIp: this.req.sourceIp, path: this.head.path }, tried);
+      const ep = cluster.pick({ headers: this.head.headers, sourceIp: this.req.sourceIp, path: this.head.path, generatedCookie: this.generatedCookie }, tried);
       if (!ep) {
         this.localReply(503, 'no healthy upstream', 'UH');
         return;
@@ -332,6 +338,15 @@ export class ForwardedRequest {
     else exchange.abort();
   }
 
+  /** The cookie this request was hashed by, for the caller to send from now on (Envoy's generated-cookie format). */
+  private addStickyCookie(headers: HeaderMap): void {
+    const c = this.cluster?.stickyCookie;
+    if (!c || this.generatedCookie === undefined) return;
+    const value = `${c.name}="${this.generatedCookie}"${c.maxAgeSec !== null ? `; Max-Age=${c.maxAgeSec}` : ''}; Path=${c.path}; HttpOnly`;
+    const prev = headers['set-cookie'];
+    headers['set-cookie'] = prev === undefined ? value : Array.isArray(prev) ? [...prev, value] : [prev, value];
+  }
+
   private responseHeaders(response: UpstreamResponse): HeaderMap {
     const routeMutation = this.route.filters.responseHeaders;
     const backendMutation = this.backend?.responseHeaders as HeaderMutation | undefined;
@@ -353,6 +368,7 @@ export class ForwardedRequest {
     this.status = response.status;
     if (this.deps.draining()) this.ds.closeConnectionAfter();
     const headers = this.responseHeaders(response);
+    if (this.generatedCookie !== undefined) this.addStickyCookie(headers);
     const grpcResponse = isGrpcContentType(response.headers);
     try {
       // An HTTP/2 caller that accepts trailers (te: trailers) gets any the endpoint sends, announced

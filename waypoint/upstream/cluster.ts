@@ -180,6 +180,12 @@ export class Cluster {
   undefinedSubset = false;
   /** No such service in the mesh, or it has no such port: a route naming it is an invalid reference. */
   unknownBackend = false;
+  /**
+   * consistentHash.httpCookie with a ttl: a request without the cookie gets one generated, so that a
+   * new client becomes sticky (Istio: "a cookie with the TTL will be generated if the cookie is not
+   * present"; ttl 0 makes it a session cookie).
+   */
+  stickyCookie: { name: string; path: string; maxAgeSec: number | null } | undefined;
   /** The backend port's application protocol, when the Service declares one: it decides the upstream protocol. */
   upstreamProtocol: 'http1' | 'http2' | undefined;
   readonly counters = { requests: 0, retries: 0, retriesSuppressed: 0, overflows: 0, connectFailures: 0 };
@@ -281,6 +287,11 @@ export class Cluster {
     const json = JSON.stringify(policy);
     if (json !== this.policyJson) {
       this.lb = createLoadBalancer(policy.loadBalancer, eps, { random: this.random });
+      const cookie = policy.loadBalancer?.consistentHash?.httpCookie;
+      this.stickyCookie =
+        cookie?.ttl !== undefined
+          ? { name: cookie.name, path: cookie.path ?? '/', maxAgeSec: parseDurationMs(cookie.ttl) === 0 ? null : Math.max(1, Math.round(parseDurationMs(cookie.ttl) / 1000)) }
+          : undefined;
       this.outlier = createOutlierDetector(policy.outlierDetection, eps.map((e) => e.id), { now: this.now });
       // Recorded only once the policy was built: one that threw must not pass for applied next time.
       this.policyJson = json;

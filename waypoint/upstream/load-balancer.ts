@@ -20,6 +20,8 @@ export interface PickContext {
   readonly query?: Readonly<Record<string, MultiValue>>;
   /** The request's path and query: its query is read only when a hash policy asks for a parameter. */
   readonly path?: string;
+  /** A cookie value generated for this request (its cookie was absent): hashed as if the caller had sent it. */
+  readonly generatedCookie?: string;
   /** Endpoints not to choose: ejected by outlier detection, or already tried by this request's earlier attempts. */
   readonly excluded?: ReadonlySet<string>;
   /** Address the client originally dialled; only PASSTHROUGH uses it. */
@@ -255,7 +257,7 @@ function first(v: MultiValue): string | undefined {
 /** The request's hash key, or undefined when the request doesn't carry it. */
 export function hashKey(hash: ConsistentHashSettings, ctx: PickContext): string | undefined {
   if (hash.httpHeaderName !== undefined) return first(ctx.headers[hash.httpHeaderName.toLowerCase()]);
-  if (hash.httpCookie !== undefined) return cookieValue(first(ctx.headers.cookie), hash.httpCookie.name);
+  if (hash.httpCookie !== undefined) return cookieValue(first(ctx.headers.cookie), hash.httpCookie.name) ?? ctx.generatedCookie;
   if (hash.useSourceIp) return ctx.sourceIp || undefined;
   if (hash.httpQueryParameterName !== undefined) {
     if (ctx.query !== undefined) return first(ctx.query[hash.httpQueryParameterName]);
@@ -265,12 +267,16 @@ export function hashKey(hash: ConsistentHashSettings, ctx: PickContext): string 
   return undefined;
 }
 
-function cookieValue(header: string | undefined, name: string): string | undefined {
+export function cookieValue(header: string | undefined, name: string): string | undefined {
   if (header === undefined) return undefined;
   // Node joins repeated Cookie headers with "; ", so one split covers both forms.
   for (const part of header.split(/;\s*|,\s*/)) {
     const eq = part.indexOf('=');
-    if (eq > 0 && part.slice(0, eq).trim() === name) return part.slice(eq + 1).trim();
+    if (eq > 0 && part.slice(0, eq).trim() === name) {
+      // RFC 6265: a cookie-value may be wrapped in DQUOTEs, which are not part of the value.
+      const v = part.slice(eq + 1).trim();
+      return v.length >= 2 && v.startsWith('"') && v.endsWith('"') ? v.slice(1, -1) : v;
+    }
   }
   return undefined;
 }
