@@ -82,6 +82,20 @@ test('no endpoint is 503 UH; a failing connect is 503 UF', async () => {
   assert.equal(recs[1].flags, 'URX,UF', 'connect failures are retried by default, then given up');
 });
 
+test('each upstream attempt carries x-envoy-attempt-count, so an endpoint can tell a retry', async () => {
+  const seen: string[] = [];
+  behaviour = (_n, req, res) => {
+    const n = String(req.headers['x-envoy-attempt-count'] ?? '');
+    seen.push(n);
+    res.statusCode = n === '1' ? 503 : 200;
+    res.end(n);
+  };
+  apply({ virtualServices: [vs({ retries: { attempts: 2, retryOn: '5xx' } })] });
+  const r = await h1Request(port, { headers: { 'x-envoy-attempt-count': '7' } });
+  assert.equal(r.status, 200);
+  assert.deepEqual(seen, ['1', '2'], 'the caller\'s own value is replaced');
+});
+
 test('retries turn a backend failing 30% with 503 into >99% success', async () => {
   behaviour = (_n, _q, res) => {
     if (Math.random() < 0.3) {

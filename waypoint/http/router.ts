@@ -64,6 +64,7 @@ type AttemptResult =
 /** One request's trip upstream. Created per request; all state lives here rather than in closures. */
 
 const CONDITIONS = new WeakMap<RetryPolicy, RetryConditions>();
+const ATTEMPT_COUNTS = ['0', '1', '2', '3', '4', '5', '6', '7', '8', '9', '10'];
 
 export class ForwardedRequest {
   private readonly ds: Downstream;
@@ -83,6 +84,8 @@ export class ForwardedRequest {
   private budgetStarted = false;
   /** Set when a sticky-cookie policy applies and the caller sent no cookie: the value generated for it. */
   private generatedCookie: string | undefined = undefined;
+  /** Upstream attempts made so far, the transparent resend included. */
+  private attempts = 0;
   /** Response flags earned so far, comma-joined as Envoy prints them; '' for none. */
   private flags = '';
   private status = 0;
@@ -278,6 +281,8 @@ export class ForwardedRequest {
     try {
       // The upstream codecs only read the head (each builds its own wire form), so attempts share it.
       const head = this.head;
+      // As Istio configures Envoy (include_request_attempt_count): the endpoint can tell a retry.
+      head.headers['x-envoy-attempt-count'] = ATTEMPT_COUNTS[++this.attempts] ?? String(this.attempts);
       if (cluster.protocolFor(this.ds.protocol) === 'http2') {
         const pending = cluster.http2.request(ep.id, ep.target, head);
         if (perTry !== undefined) this.armTryTimer(perTry);
