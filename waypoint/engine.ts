@@ -10,7 +10,7 @@ import type { WaypointServiceConfig } from '../lib/api/waypoint-config';
 import { Snapshot } from '../lib/mesh/snapshot';
 import type { Logger } from '../lib/telemetry/log';
 import { ConnectionManager } from './http/connection-manager';
-import { FilterChain, sourceWorkload, type TunnelInfo } from './http/filter-chain';
+import { destinationServiceOf, FilterChain, sourceWorkload, type TunnelInfo } from './http/filter-chain';
 import { authorize, peerAttributes } from './http/filters/authz';
 import { TokenBucket } from './http/filters/rate-limit';
 import type { RouterDeps } from './http/router';
@@ -279,7 +279,7 @@ export class WaypointEngine {
       source: sourceWorkload(this.mesh, tunnel),
       sourcePrincipal: tunnel.peerIdentity,
       sourceAddress: tunnel.sourceAddress,
-      destinationService: s ? { name: s.name, namespace: s.namespace, hostname: s.hostname } : { name: 'unknown', namespace: 'unknown', hostname: 'unknown' },
+      destinationService: destinationServiceOf(s),
       protocol: 'tcp',
       method: '',
       path: '',

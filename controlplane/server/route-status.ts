@@ -1,4 +1,4 @@
-import { LABEL_USE_WAYPOINT, type Resource, WAYPOINT_GATEWAY_CLASS } from '../../lib/api/resource';
+import { LABEL_USE_WAYPOINT, LABEL_WAYPOINT_FOR, type Resource, waypointRefOf, WAYPOINT_GATEWAY_CLASS } from '../../lib/api/resource';
 import type { Store } from '../store/store';
 
 /**
@@ -10,8 +10,6 @@ import type { Store } from '../store/store';
  */
 export const ROUTE_CONTROLLER_NAME = 'ambit.io/mesh-controller';
 
-const WAYPOINT_FOR_LABEL = 'istio.io/waypoint-for';
-const USE_WAYPOINT_NAMESPACE_LABEL = 'istio.io/use-waypoint-namespace';
 
 interface ParentRef { group?: string; kind?: string; namespace?: string; name: string; port?: number; sectionName?: string }
 interface BackendRef { group?: string; kind?: string; namespace?: string; name: string; port?: number }
@@ -49,7 +47,7 @@ export function withRouteStatus(store: Store, r: Resource): Resource {
         `a route in namespace ${routeNs} attached to service ${ns}/${p.name} is a consumer route, which this mesh does not support: it is not applied. Put the route in namespace ${ns} (a producer route) to route all of the service's traffic`));
     } else {
       const svc = store.get({ kind: 'Service', namespace: ns, name: p.name });
-      const ports = ((svc?.spec as { ports?: Array<{ port: number }> } | undefined)?.ports ?? []).map((x) => x.port);
+      const ports = servicePorts(svc);
       if (!svc) conditions.push(cond('Accepted', false, 'NoMatchingParent', `parent service "${ns}/${p.name}" not found`));
       else if (p.port !== undefined && !ports.includes(p.port)) {
         conditions.push(cond('Accepted', false, 'NoMatchingParent', `parent service "${ns}/${p.name}" has no port ${p.port} (ports: ${ports.join(', ') || 'none'})`));
@@ -64,6 +62,10 @@ export function withRouteStatus(store: Store, r: Resource): Resource {
   return { ...r, status: { parents } };
 }
 
+function servicePorts(svc: Resource | undefined): number[] {
+  return ((svc?.spec as { ports?: Array<{ port: number }> } | undefined)?.ports ?? []).map((x) => x.port);
+}
+
 /** What is wrong with the route's backends (and mirror targets): an empty list when every one exists with its port. */
 function resolvedRefs(store: Store, rules: readonly Rule[], routeNs: string): string[] {
   const problems = new Set<string>();
@@ -75,7 +77,7 @@ function resolvedRefs(store: Store, rules: readonly Rule[], routeNs: string): st
       problems.add(`backend service "${ns}/${b.name}" not found (requests routed to it get 500)`);
       return;
     }
-    const ports = ((svc.spec as { ports?: Array<{ port: number }> } | undefined)?.ports ?? []).map((x) => x.port);
+    const ports = servicePorts(svc);
     if (b.port !== undefined && !ports.includes(b.port)) problems.add(`backend service "${ns}/${b.name}" has no port ${b.port} (ports: ${ports.join(', ') || 'none'})`);
   };
   for (const rule of rules) {
@@ -95,23 +97,22 @@ function waypointCondition(
 ): Condition {
   const type = 'ResolvedWaypoints';
   if (!svc) return cond(type, false, 'NoMatchingParent', 'parent not found');
-  const nsLabels = store.get({ kind: 'Namespace', namespace: '', name: ns })?.metadata.labels;
-  const svcLabel = svc.metadata.labels?.[LABEL_USE_WAYPOINT];
-  if (svcLabel === 'none') return cond(type, false, 'NoWaypoint', `service ${ns}/${name} opts out of waypoints (${LABEL_USE_WAYPOINT}: none): this route applies to nothing`);
-  const labels = svcLabel !== undefined ? svc.metadata.labels : nsLabels?.[LABEL_USE_WAYPOINT] !== undefined && nsLabels[LABEL_USE_WAYPOINT] !== 'none' ? nsLabels : undefined;
-  if (!labels) {
+  // The same resolution the translation makes: the service's own label, else its namespace's.
+  const own = waypointRefOf(svc.metadata.labels, ns);
+  if (own === null) return cond(type, false, 'NoWaypoint', `service ${ns}/${name} opts out of waypoints (${LABEL_USE_WAYPOINT}: none): this route applies to nothing`);
+  const ref = own ?? waypointRefOf(store.get({ kind: 'Namespace', namespace: '', name: ns })?.metadata.labels, ns);
+  if (!ref) {
     return cond(type, false, 'NoWaypoint',
       `service ${ns}/${name} does not use a waypoint, so this route applies to nothing: label the service or namespace ${ns} ${LABEL_USE_WAYPOINT}=<waypoint> (ambit waypoint apply -n ${ns} --enroll-namespace)`);
   }
-  const wpName = labels[LABEL_USE_WAYPOINT];
-  const wpNs = labels[USE_WAYPOINT_NAMESPACE_LABEL] ?? ns;
+  const { name: wpName, namespace: wpNs } = ref;
   const gw = store.get({ kind: 'Gateway', namespace: wpNs, name: wpName });
   if (!gw || (gw.spec as { gatewayClassName?: string } | undefined)?.gatewayClassName !== WAYPOINT_GATEWAY_CLASS) {
     return cond(type, false, 'WaypointNotFound', `service ${ns}/${name} names waypoint ${wpNs}/${wpName}, which does not exist (no Gateway of class ${WAYPOINT_GATEWAY_CLASS}); its traffic is refused until it does`);
   }
-  const forWhat = gw.metadata.labels?.[WAYPOINT_FOR_LABEL] ?? 'service';
+  const forWhat = gw.metadata.labels?.[LABEL_WAYPOINT_FOR] ?? 'service';
   if (forWhat === 'none' || forWhat === 'workload') {
-    return cond(type, false, 'NoWaypoint', `waypoint ${wpNs}/${wpName} is ${WAYPOINT_FOR_LABEL}: ${forWhat}, so it does not serve service ${ns}/${name}`);
+    return cond(type, false, 'NoWaypoint', `waypoint ${wpNs}/${wpName} is ${LABEL_WAYPOINT_FOR}: ${forWhat}, so it does not serve service ${ns}/${name}`);
   }
   return cond(type, true, 'ResolvedWaypoints', `traffic to service ${ns}/${name} goes through waypoint ${wpNs}/${wpName}`);
 }

@@ -1,6 +1,6 @@
 import { createHash } from 'node:crypto';
 import type { Resource } from '../../lib/api/resource';
-import { LABEL_GATEWAY_NAME, LABEL_USE_WAYPOINT, WAYPOINT_GATEWAY_CLASS } from '../../lib/api/resource';
+import { LABEL_GATEWAY_NAME, LABEL_WAYPOINT_FOR, waypointRefOf, WAYPOINT_GATEWAY_CLASS, type WaypointRef } from '../../lib/api/resource';
 import {
   Action, AuthorizationMsg, Cidr, Clause, GatewayAddress, Match, MtlsMode, Port, Rule, Scope, ServiceMsg, StringMatch,
   TunnelProtocol, TYPE_AUTHORIZATION, TYPE_SERVICE, TYPE_WAYPOINT_SERVICE, TYPE_WORKLOAD, WorkloadMsg,
@@ -35,13 +35,7 @@ export interface MeshSnapshot {
 
 export type Subscriber = { type: 'ztunnel'; node: string } | { type: 'waypoint'; namespace: string; name: string };
 
-interface WaypointRef {
-  namespace: string;
-  name: string;
-}
 
-const WAYPOINT_FOR_LABEL = 'istio.io/waypoint-for';
-const USE_WAYPOINT_NAMESPACE_LABEL = 'istio.io/use-waypoint-namespace';
 
 function entry(prev: Map<string, Entry> | undefined, name: string, type: string, view: unknown, encode: () => object): Entry {
   const key = JSON.stringify(view);
@@ -143,13 +137,7 @@ export function translate(model: Model, opts: TranslateOptions, previous?: MeshS
       hbonePort: 15008,
     };
   };
-  const useWaypoint = (labels: Record<string, string> | undefined, ns: string): WaypointRef | null | undefined => {
-    const name = labels?.[LABEL_USE_WAYPOINT];
-    if (name === undefined) return undefined;
-    if (name === 'none') return null;
-    return { name, namespace: labels?.[USE_WAYPOINT_NAMESPACE_LABEL] ?? ns };
-  };
-  const waypointFor = (ref: WaypointRef): string => gateways.get(`${ref.namespace}/${ref.name}`)?.metadata.labels?.[WAYPOINT_FOR_LABEL] ?? 'service';
+  const waypointFor = (ref: WaypointRef): string => gateways.get(`${ref.namespace}/${ref.name}`)?.metadata.labels?.[LABEL_WAYPOINT_FOR] ?? 'service';
 
   // Services.
   const services = new Map<string, Entry>();
@@ -166,8 +154,8 @@ export function translate(model: Model, opts: TranslateOptions, previous?: MeshS
       const appProtocol = appProtocolOf(p);
       return { servicePort: p.port, targetPort: typeof p.targetPort === 'number' ? p.targetPort : p.port, ...(appProtocol ? { appProtocol } : {}) };
     });
-    const wpRef = useWaypoint(svc.metadata.labels, ns) ?? (useWaypoint(nsLabels.get(ns), ns) || undefined);
-    const svcWp = useWaypoint(svc.metadata.labels, ns) === null ? undefined : wpRef && waypointFor(wpRef) !== 'workload' && waypointFor(wpRef) !== 'none' ? wpRef : undefined;
+    const wpRef = waypointRefOf(svc.metadata.labels, ns) ?? (waypointRefOf(nsLabels.get(ns), ns) || undefined);
+    const svcWp = waypointRefOf(svc.metadata.labels, ns) === null ? undefined : wpRef && waypointFor(wpRef) !== 'workload' && waypointFor(wpRef) !== 'none' ? wpRef : undefined;
     const wp = svcWp ? waypointAddress(svcWp) : undefined;
     if (svcWp && wp) {
       const k = `${svcWp.namespace}/${svcWp.name}`;
@@ -243,8 +231,8 @@ export function translate(model: Model, opts: TranslateOptions, previous?: MeshS
         if (m !== undefined) portMtls[Number(port)] = m;
       }
     }
-    const wpRef = useWaypoint(w.labels, ns) ?? (useWaypoint(nsLabels.get(ns), ns) || undefined);
-    const workloadWp = useWaypoint(w.labels, ns) ?? (wpRef && ['workload', 'all'].includes(waypointFor(wpRef)) ? wpRef : undefined);
+    const wpRef = waypointRefOf(w.labels, ns) ?? (waypointRefOf(nsLabels.get(ns), ns) || undefined);
+    const workloadWp = waypointRefOf(w.labels, ns) ?? (wpRef && ['workload', 'all'].includes(waypointFor(wpRef)) ? wpRef : undefined);
     const wp = workloadWp ? waypointAddress(workloadWp) : undefined;
     const kindPrefix = w.entry ? 'we' : 'wl';
     const name = `${kindPrefix}/${ns}/${w.r.metadata.name}`;

@@ -45,6 +45,43 @@ async function setup(
 
 const svc: ServiceDef = { name: 'ratings', vip: '10.96.7.1', ports: [8080] };
 
+/**
+ * Several endpoints behind `ratings`, each answering with `x-served-by: <name>` once the request
+ * body is read (then `answer` finishes the response), and one DestinationRule traffic policy.
+ */
+async function setupEndpoints(
+  names: string[],
+  trafficPolicy: object,
+  answer: (name: string, res: BackendResponse) => void,
+): Promise<{ h: Harness; port: number; close: () => Promise<void> }> {
+  const h = await startHarness();
+  const backends: Backend[] = [];
+  const close = async () => {
+    await h.close();
+    for (const b of backends) await b.close();
+  };
+  try {
+    for (const name of names) {
+      const b = await startBackend(name, (req, res) => {
+        req.resume();
+        req.on('end', () => {
+          res.setHeader('x-served-by', name);
+          answer(name, res);
+        });
+      });
+      backends.push(b);
+      h.connector.ports.set(name, b.port);
+    }
+    const mesh = buildSnapshot([svc], names.map((name, i) => ({ name, ip: `10.0.7.${10 + i}`, services: { [host]: [{ servicePort: 8080, targetPort: 8080 }] } })));
+    const dr = obj(ISTIO, 'DestinationRule', 'ratings', { host: 'ratings', trafficPolicy });
+    assert.deepEqual(h.engine.update(mesh, new Map([['l7/shop/ratings', serviceConfig(svc, { destinationRules: [dr] })]])), []);
+    return { h, port: await h.tunnel({ authority: `${svc.vip}:8080` }), close };
+  } catch (e) {
+    await close();
+    throw e;
+  }
+}
+
 test('connectionPool.tcp.connectTimeout bounds the connect to an endpoint: 503 UF on time, not after the 10 s default', async () => {
   const t = await setup(svc, { connectionPool: { tcp: { connectTimeout: '250ms' } } }, (_q, res) => res.end('ok'));
   try {
@@ -305,29 +342,16 @@ test('durations beyond what a timer can hold mean "about never", not an immediat
 });
 
 test('LEAST_REQUEST counts a request as load until its response body ends, not only until its headers', async () => {
-  const h = await startHarness();
-  const names = ['ratings-a', 'ratings-b', 'ratings-slow'];
-  const backends: Backend[] = [];
+  const t = await setupEndpoints(['ratings-a', 'ratings-b', 'ratings-slow'], { loadBalancer: { simple: 'LEAST_REQUEST' } }, (name, res) => {
+    if (name !== 'ratings-slow') return res.end('ok');
+    // Headers at once, the body half a second later: a stream that keeps the endpoint busy.
+    const r = res as http.ServerResponse;
+    r.writeHead(200);
+    r.write('head ');
+    setTimeout(() => r.end('tail'), 500);
+  });
+  const { port } = t;
   try {
-    for (const name of names) {
-      backends.push(await startBackend(name, (req, res) => {
-        req.resume();
-        req.on('end', () => {
-          res.setHeader('x-served-by', name);
-          if (name !== 'ratings-slow') return res.end('ok');
-          // Headers at once, the body half a second later: a stream that keeps the endpoint busy.
-          const r = res as http.ServerResponse;
-          r.writeHead(200);
-          r.write('head ');
-          setTimeout(() => r.end('tail'), 500);
-        });
-      }));
-      h.connector.ports.set(name, backends[backends.length - 1].port);
-    }
-    const mesh = buildSnapshot([svc], names.map((name, i) => ({ name, ip: `10.0.7.${10 + i}`, services: { [host]: [{ servicePort: 8080, targetPort: 8080 }] } })));
-    const dr = obj(ISTIO, 'DestinationRule', 'ratings', { host: 'ratings', trafficPolicy: { loadBalancer: { simple: 'LEAST_REQUEST' } } });
-    assert.deepEqual(h.engine.update(mesh, new Map([['l7/shop/ratings', serviceConfig(svc, { destinationRules: [dr] })]])), []);
-    const port = await h.tunnel({ authority: `${svc.vip}:8080` });
     const agent = new http.Agent({ keepAlive: true, maxSockets: 10 });
     const results = await pool(150, 10, () => h1Request(port, { agent }));
     agent.destroy();
@@ -336,31 +360,18 @@ test('LEAST_REQUEST counts a request as load until its response body ends, not o
     // An even share would be 50; counted until headers only, the slow endpoint got about that many.
     assert.ok(slow < 20, `the endpoint with a long response got ${slow} of 150`);
   } finally {
-    await h.close();
-    for (const b of backends) await b.close();
+    await t.close();
   }
 });
 
 test('consistentHash.httpCookie with a ttl generates the cookie for a new client, who then sticks to one endpoint', async () => {
-  const h = await startHarness();
-  const names = ['ratings-a', 'ratings-b', 'ratings-c', 'ratings-d'];
-  const backends: Backend[] = [];
+  const policy = { loadBalancer: { consistentHash: { httpCookie: { name: 'sticky', path: '/app', ttl: '60s' } } } };
+  const t = await setupEndpoints(['ratings-a', 'ratings-b', 'ratings-c', 'ratings-d'], policy, (_name, res) => {
+    res.setHeader('set-cookie', 'app=1');
+    res.end('ok');
+  });
+  const { port } = t;
   try {
-    for (const name of names) {
-      backends.push(await startBackend(name, (req, res) => {
-        req.resume();
-        req.on('end', () => {
-          res.setHeader('x-served-by', name);
-          res.setHeader('set-cookie', 'app=1');
-          res.end('ok');
-        });
-      }));
-      h.connector.ports.set(name, backends[backends.length - 1].port);
-    }
-    const mesh = buildSnapshot([svc], names.map((name, i) => ({ name, ip: `10.0.7.${20 + i}`, services: { [host]: [{ servicePort: 8080, targetPort: 8080 }] } })));
-    const dr = obj(ISTIO, 'DestinationRule', 'ratings', { host: 'ratings', trafficPolicy: { loadBalancer: { consistentHash: { httpCookie: { name: 'sticky', path: '/app', ttl: '60s' } } } } });
-    assert.deepEqual(h.engine.update(mesh, new Map([['l7/shop/ratings', serviceConfig(svc, { destinationRules: [dr] })]])), []);
-    const port = await h.tunnel({ authority: `${svc.vip}:8080` });
     for (let client = 0; client < 3; client++) {
       const first = await h1Request(port);
       const cookies = ([] as string[]).concat(first.headers['set-cookie'] ?? []);
@@ -378,7 +389,6 @@ test('consistentHash.httpCookie with a ttl generates the cookie for a new client
       assert.equal(served.size, 1, `one endpoint for the cookie ${cookie}: ${[...served].join(',')}`);
     }
   } finally {
-    await h.close();
-    for (const b of backends) await b.close();
+    await t.close();
   }
 });

@@ -50,6 +50,13 @@ export interface FilterChainDeps {
   draining(): boolean;
 }
 
+const UNKNOWN_SERVICE = Object.freeze({ name: 'unknown', namespace: 'unknown', hostname: 'unknown' });
+
+/** The telemetry's destination service: the one the tunnel named, or "unknown" when the waypoint does not serve it. */
+export function destinationServiceOf(s: { name: string; namespace: string; hostname: string } | undefined): { name: string; namespace: string; hostname: string } {
+  return s ? { name: s.name, namespace: s.namespace, hostname: s.hostname } : UNKNOWN_SERVICE;
+}
+
 /** The calling workload, only when its address and its proven identity agree (an address alone can be spoofed). */
 export function sourceWorkload(mesh: Snapshot, t: Pick<TunnelInfo, 'sourceAddress' | 'peerIdentity'>): WorkloadView | undefined {
   const w = mesh.workloadsByIp.get(t.sourceAddress);
@@ -85,7 +92,7 @@ export class FilterChain {
       source: sourceWorkload(d.mesh(), t),
       sourcePrincipal: t.peerIdentity,
       sourceAddress: t.sourceAddress,
-      destinationService: svcMsg ? { name: svcMsg.name, namespace: svcMsg.namespace, hostname: svcMsg.hostname } : { name: 'unknown', namespace: 'unknown', hostname: 'unknown' },
+      destinationService: destinationServiceOf(svcMsg),
       servicePort: t.port,
       protocol: 'http',
       method: '',
@@ -125,7 +132,7 @@ export class FilterChain {
       source,
       sourcePrincipal: t.peerIdentity,
       sourceAddress: t.sourceAddress,
-      destinationService: svcMsg ? { name: svcMsg.name, namespace: svcMsg.namespace, hostname: svcMsg.hostname } : { name: 'unknown', namespace: 'unknown', hostname: 'unknown' },
+      destinationService: destinationServiceOf(svcMsg),
       servicePort: t.port,
       protocol: grpc ? 'grpc' : 'http',
       method: ds.method,

@@ -28,9 +28,10 @@ import type {
   HTTPRouteSpec,
   ParentRef,
 } from '../../lib/api/kinds/gateway';
-import type { Destination, DestinationRuleSpec, HeaderOperations, HTTPRoute as VSHTTPRoute, StringMatch, VirtualServiceSpec } from '../../lib/api/kinds/networking';
+import type { Destination, HeaderOperations, HTTPRoute as VSHTTPRoute, StringMatch, VirtualServiceSpec } from '../../lib/api/kinds/networking';
 import { parseDurationMs } from '../../lib/api/meta';
 import { re2FullMatcher } from '../../lib/util/re2';
+import { DestinationRuleIndex } from '../upstream/cluster';
 import type { WaypointServiceConfig } from '../../lib/api/waypoint-config';
 
 // ---------------------------------------------------------------------------------------------
@@ -626,30 +627,21 @@ function vsMatchTest(m: VSMatch): Test {
   return (r) => tests.every((t) => t(r));
 }
 
+/**
+ * Subset labels by host, read from the same merged DestinationRules the clusters use (upstream/
+ * cluster.ts), so a route and its cluster never disagree on whether a subset exists.
+ */
 class Subsets {
-  private readonly rules: Array<{ hostname: string; wildcard: boolean; spec: DestinationRuleSpec }>;
+  private readonly index: DestinationRuleIndex;
 
-  constructor(cfg: WaypointServiceConfig, private readonly hosts: Hosts) {
-    // The same order as the cluster's DestinationRuleIndex: a rule in its service's namespace first, then by name.
-    this.rules = [...cfg.destinationRules]
-      .map((dr) => {
-        const spec = dr.spec as DestinationRuleSpec;
-        const wildcard = spec.host.startsWith('*');
-        const r = wildcard ? null : hosts.resolve(spec.host, dr.namespace);
-        return { dr, hostname: r ? r.hostname : spec.host, wildcard, spec, own: r !== null && r.namespace === dr.namespace ? 1 : 0 };
-      })
-      .sort((a, b) => b.own - a.own || byName(a.dr, b.dr))
-      .map(({ hostname, wildcard, spec }) => ({ hostname, wildcard, spec }));
+  constructor(cfg: WaypointServiceConfig, hosts: Hosts) {
+    this.index = new DestinationRuleIndex(cfg.destinationRules, hosts.domain);
   }
 
-  /** An exact host beats a wildcard, as in Istio; null when nothing defines the subset. */
+  /** null when no DestinationRule for the host defines the subset. */
   labels(hostname: string, subset: string): Readonly<Record<string, string>> | null {
-    const candidates = [...this.rules.filter((r) => !r.wildcard && r.hostname === hostname), ...this.rules.filter((r) => r.wildcard && hostname.endsWith(r.hostname.slice(1)))];
-    for (const c of candidates) {
-      const s = (c.spec.subsets ?? []).find((x) => x.name === subset);
-      if (s) return s.labels ?? {};
-    }
-    return null;
+    const s = this.index.find(hostname)?.subsets?.find((x) => x.name === subset);
+    return s ? (s.labels ?? {}) : null;
   }
 }
 

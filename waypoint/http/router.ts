@@ -64,7 +64,6 @@ type AttemptResult =
 /** One request's trip upstream. Created per request; all state lives here rather than in closures. */
 
 const CONDITIONS = new WeakMap<RetryPolicy, RetryConditions>();
-const ATTEMPT_COUNTS = ['0', '1', '2', '3', '4', '5', '6', '7', '8', '9', '10'];
 
 export class ForwardedRequest {
   private readonly ds: Downstream;
@@ -80,7 +79,6 @@ export class ForwardedRequest {
   private tryTimer: NodeJS.Timeout | null = null;
   private tryTimedOut = false;
   private done = false;
-  private timedOut = false;
   private budgetStarted = false;
   /** Set when a sticky-cookie policy applies and the caller sent no cookie: the value generated for it. */
   private generatedCookie: string | undefined = undefined;
@@ -282,7 +280,7 @@ export class ForwardedRequest {
       // The upstream codecs only read the head (each builds its own wire form), so attempts share it.
       const head = this.head;
       // As Istio configures Envoy (include_request_attempt_count): the endpoint can tell a retry.
-      head.headers['x-envoy-attempt-count'] = ATTEMPT_COUNTS[++this.attempts] ?? String(this.attempts);
+      head.headers['x-envoy-attempt-count'] = String(++this.attempts);
       if (cluster.protocolFor(this.ds.protocol) === 'http2') {
         const pending = cluster.http2.request(ep.id, ep.target, head);
         if (perTry !== undefined) this.armTryTimer(perTry);
@@ -455,7 +453,6 @@ export class ForwardedRequest {
   private onTimeout(): void {
     this.timer = null;
     if (this.done) return;
-    this.timedOut = true;
     this.exchange?.abort();
     this.responseBody?.destroy();
     this.body.dispose();

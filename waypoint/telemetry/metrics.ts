@@ -1,6 +1,7 @@
-import { grpcStatusForHttp } from '../http/local-reply';
 import type { Metric, Registry, RegistryContentType } from 'prom-client';
 import type { WorkloadView } from '../../lib/mesh/snapshot';
+import { peerAttributes } from '../http/filters/authz';
+import { grpcStatusForHttp } from '../http/local-reply';
 // The ztunnel's TCP label set, so waypoint- and ztunnel-reported TCP series line up.
 import { REQUEST_LABELS, type RequestLabels, type TcpLabels } from '../../lib/telemetry/istio-labels';
 
@@ -183,7 +184,7 @@ class MetricStore {
       const values = {
         source_workload: m?.name || UNKNOWN,
         // An unknown workload with a proven identity: its namespace is in the SPIFFE ID, as Istio reads it.
-        source_workload_namespace: m?.namespace || spiffeNamespace(principal) || UNKNOWN,
+        source_workload_namespace: m?.namespace || peerAttributes(principal).namespace || UNKNOWN,
         source_principal: principal || UNKNOWN,
         source_app: m?.canonicalName || UNKNOWN,
         source_version: m?.canonicalRevision || UNKNOWN,
@@ -424,11 +425,4 @@ export class WaypointMetrics {
     s.received += sanitizeAmount(received);
     s.sent += sanitizeAmount(sent);
   }
-}
-
-/** "ns" of "spiffe://td/ns/<ns>/sa/<sa>" (or without the scheme), undefined otherwise. */
-function spiffeNamespace(principal: string | null): string | undefined {
-  if (!principal) return undefined;
-  const m = /(?:^|\/)ns\/([a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?)\/sa\//.exec(principal);
-  return m ? m[1] : undefined;
 }

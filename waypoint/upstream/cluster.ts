@@ -288,10 +288,8 @@ export class Cluster {
     if (json !== this.policyJson) {
       this.lb = createLoadBalancer(policy.loadBalancer, eps, { random: this.random });
       const cookie = policy.loadBalancer?.consistentHash?.httpCookie;
-      this.stickyCookie =
-        cookie?.ttl !== undefined
-          ? { name: cookie.name, path: cookie.path ?? '/', maxAgeSec: parseDurationMs(cookie.ttl) === 0 ? null : Math.max(1, Math.round(parseDurationMs(cookie.ttl) / 1000)) }
-          : undefined;
+      const ttlMs = durationMs(cookie?.ttl);
+      this.stickyCookie = cookie && ttlMs !== undefined ? { name: cookie.name, path: cookie.path ?? '/', maxAgeSec: ttlMs === 0 ? null : Math.max(1, Math.round(ttlMs / 1000)) } : undefined;
       this.outlier = createOutlierDetector(policy.outlierDetection, eps.map((e) => e.id), { now: this.now });
       // Recorded only once the policy was built: one that threw must not pass for applied next time.
       this.policyJson = json;
