@@ -113,9 +113,8 @@ export class FilterChain {
   }
 
   private reply(ds: Downstream, record: RequestRecord, grpc: boolean, status: number, body: string, flag: ResponseFlag, headers?: Record<string, string>, grpcStatus?: number): void {
-    const g = sendLocalReply(ds, status, body, { grpc, headers, grpcStatus, record });
-    // A gRPC caller got HTTP 200 with the status in grpc-status: the record says what was sent.
-    record.close(g !== undefined ? 200 : status, flag, g);
+    const sent = sendLocalReply(ds, status, body, { grpc, headers, grpcStatus, record });
+    record.close(sent.status, flag, sent.grpcStatus);
   }
 
   private async run(ds: Downstream, t: TunnelInfo, upgradeHead: Buffer | null): Promise<void> {
@@ -238,8 +237,8 @@ export class FilterChain {
       faultFlag = 'DI';
     }
     if (fault?.abort) {
-      const g = sendLocalReply(ds, fault.abort.status, 'fault filter abort', { grpc, grpcStatus: fault.abort.grpcStatus, record });
-      record.close(g !== undefined ? 200 : fault.abort.status, faultFlag ? 'DI,FI' : 'FI', g);
+      const sent = sendLocalReply(ds, fault.abort.status, 'fault filter abort', { grpc, grpcStatus: fault.abort.grpcStatus, record });
+      record.close(sent.status, faultFlag ? 'DI,FI' : 'FI', sent.grpcStatus);
       return;
     }
 

@@ -31,33 +31,40 @@ export interface LocalReplyOptions {
   record?: { responseBytes: number };
 }
 
+/** What a local reply sent, for the request's record: the HTTP status on the wire and the gRPC status, if any. */
+export interface LocalReplySent {
+  status: number;
+  grpcStatus?: string;
+}
+
 /**
  * A response the waypoint makes itself. gRPC callers get a trailers-only response (HTTP 200 with
- * grpc-status), since gRPC clients read errors only from there. Returns the gRPC status sent, if any.
+ * grpc-status), since gRPC clients read errors only from there; the result says so, so the
+ * request is recorded as sent.
  */
-export function sendLocalReply(ds: Downstream, status: number, body: string, opts: LocalReplyOptions): string | undefined {
+export function sendLocalReply(ds: Downstream, status: number, body: string, opts: LocalReplyOptions): LocalReplySent {
   if (ds.headersSent || ds.aborted) {
     ds.reset();
-    return undefined;
+    return { status };
   }
   if (opts.grpc) {
-    const code = opts.grpcStatus ?? grpcStatusForHttp(status);
+    const code = String(opts.grpcStatus ?? grpcStatusForHttp(status));
     ds.sendHeaders(
       200,
-      { ...opts.headers, 'content-type': 'application/grpc', 'grpc-status': String(code), 'grpc-message': encodeURIComponent(body) },
+      { ...opts.headers, 'content-type': 'application/grpc', 'grpc-status': code, 'grpc-message': encodeURIComponent(body) },
       { endStream: true, trailers: false },
     );
-    return String(code);
+    return { status: 200, grpcStatus: code };
   }
   const buf = Buffer.from(body);
   const headers: HeaderMap = { ...opts.headers, 'content-type': 'text/plain', 'content-length': String(buf.length) };
   if (ds.method === 'HEAD' || buf.length === 0) {
     ds.sendHeaders(status, headers, { endStream: true, trailers: false });
-    return undefined;
+    return { status };
   }
   ds.sendHeaders(status, headers, { endStream: false, trailers: false });
   ds.write(buf);
   ds.end();
   if (opts.record) opts.record.responseBytes += buf.length;
-  return undefined;
+  return { status };
 }

@@ -473,8 +473,8 @@ export class ForwardedRequest {
 
   private localReply(status: number, text: string, flag: ResponseFlag, grpcStatus?: number): void {
     if (this.done) return;
-    const grpc = sendLocalReply(this.ds, status, text, { grpc: this.req.grpc, grpcStatus, record: this.record });
-    this.finish(grpc !== undefined ? 200 : status, flag, grpc);
+    const sent = sendLocalReply(this.ds, status, text, { grpc: this.req.grpc, grpcStatus, record: this.record });
+    this.finish(sent.status, flag, sent.grpcStatus);
   }
 
   private finish(status: number, flag?: ResponseFlag, grpcStatus?: string): void {
